@@ -1,0 +1,19 @@
+-- Key store: one row per key version. Private keys appear only wrapped (user keys).
+CREATE TABLE IF NOT EXISTS keys (
+    id          TEXT PRIMARY KEY,
+    class       TEXT NOT NULL CHECK (class IN ('kek', 'pseudonym', 'infra', 'user')),
+    name        TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    backend     TEXT NOT NULL CHECK (backend IN ('pkcs11', 'kms')),
+    backend_ref TEXT,
+    public_key  BYTEA,
+    address     TEXT,
+    wrapped     BYTEA,
+    kek_version BIGINT,
+    state       TEXT NOT NULL CHECK (state IN ('active', 'retired', 'destroyed')),
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    UNIQUE (class, name, version)
+);
+CREATE INDEX IF NOT EXISTS keys_by_kek ON keys (kek_version) WHERE wrapped IS NOT NULL;
+CREATE INDEX IF NOT EXISTS keys_by_address ON keys (address);
