@@ -51,11 +51,7 @@ pub(crate) fn finish(
         return Err(FinishError::Unrepresentable);
     }
     let y_odd = bool::from(big_r.y_is_odd());
-    Ok(alloy_primitives::Signature::new(
-        U256::from_be_slice(&r.to_bytes()),
-        U256::from_be_slice(&s.to_bytes()),
-        y_odd,
-    ))
+    Ok(alloy_primitives::Signature::new(U256::from_be_slice(&r.to_bytes()), U256::from_be_slice(&s.to_bytes()), y_odd))
 }
 
 /// The Ethereum address of a secp256k1 public key.

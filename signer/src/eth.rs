@@ -33,6 +33,11 @@ impl EthSigner {
         Self { backend, address, key_id: key_id.into(), class, chain_id: None }
     }
 
+    /// The key's Ethereum address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
     /// The key id.
     pub fn key_id(&self) -> &str {
         &self.key_id

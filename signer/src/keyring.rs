@@ -168,12 +168,16 @@ impl Keyring {
             return Err(Error::KeyNotActive { key: record.id.clone(), state: record.state.as_str() });
         }
         let corrupt = |what| Error::CorruptRow { key_id: record.id.clone(), what };
-        let public = record
-            .public_key
-            .ok_or(Error::WrongClass { key: record.id.clone(), class: record.class.as_str(), op: "sign" })?;
+        let public = record.public_key.ok_or(Error::WrongClass {
+            key: record.id.clone(),
+            class: record.class.as_str(),
+            op: "sign",
+        })?;
         let backend: Arc<dyn KeyBackend> = match (&self.backend, record.backend) {
             (Backend::Pkcs11(hsm), BackendKind::Pkcs11) => match (&record.wrapped, record.kek_version) {
-                (Some(blob), Some(kek)) => Arc::new(WrappedKey::new(hsm.clone(), &record.id, &kek_label(kek), blob, public)),
+                (Some(blob), Some(kek)) => {
+                    Arc::new(WrappedKey::new(hsm.clone(), &record.id, &kek_label(kek), blob, public))
+                }
                 (None, None) => {
                     let label = record.backend_ref.as_deref().ok_or_else(|| corrupt("backend_ref"))?;
                     Arc::new(TokenKey::new(hsm.clone(), label, public))
@@ -203,8 +207,11 @@ impl Keyring {
         let Backend::Pkcs11(hsm) = &self.backend else {
             return Err(Error::WrongClass { key: PSEUDONYM.to_owned(), class: "pseudonym", op: "run on KMS" });
         };
-        let record =
-            self.store.active(KeyClass::Pseudonym, PSEUDONYM).await?.ok_or_else(|| Error::KeyNotFound(PSEUDONYM.into()))?;
+        let record = self
+            .store
+            .active(KeyClass::Pseudonym, PSEUDONYM)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound(PSEUDONYM.into()))?;
         let label = record.backend_ref.ok_or_else(|| Error::CorruptRow { key_id: record.id, what: "backend_ref" })?;
         hsm.hmac(&label, data).await
     }

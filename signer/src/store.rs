@@ -13,7 +13,6 @@ use sqlx::{
 
 use crate::{BackendKind, Error, address_of};
 
-
 /// What a key is for (DESIGN.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyClass {
@@ -165,8 +164,7 @@ pub struct KeyStore {
     pool: AnyPool,
 }
 
-const COLUMNS: &str =
-    "id, class, name, version, backend, backend_ref, public_key, address, wrapped, kek_version, state, created_at, updated_at";
+const COLUMNS: &str = "id, class, name, version, backend, backend_ref, public_key, address, wrapped, kek_version, state, created_at, updated_at";
 
 impl KeyStore {
     /// Connects to `sqlite://…` or `postgres://…` and brings the schema up to date.
@@ -206,7 +204,8 @@ impl KeyStore {
 
     /// Stores a new key version. A duplicate (class, name, version) is [`Error::KeyExists`].
     pub async fn insert(&self, key: &KeyRecord) -> Result<(), Error> {
-        let sql = format!("INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+        let sql =
+            format!("INSERT INTO keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
         let result = sqlx::query(&sql)
             .bind(&key.id)
             .bind(key.class.as_str())

@@ -103,6 +103,23 @@ impl Hsm {
         .await
     }
 
+    /// Destroys every unwrapped user key held in session objects; the next
+    /// signature of each user unwraps its blob again.
+    pub async fn evict_unwrapped(&self) -> Result<usize, Error> {
+        self.run(move |inner, s| {
+            let evicted: Vec<_> = std::mem::replace(&mut *super::lock(&inner.unwrapped), lru::LruCache::unbounded())
+                .into_iter()
+                .map(|(_, h)| h)
+                .collect();
+            *super::lock(&inner.unwrapped) = lru::LruCache::new(inner.unwrapped_cap);
+            for handle in &evicted {
+                let _ = s.destroy_object(*handle);
+            }
+            Ok(evicted.len())
+        })
+        .await
+    }
+
     /// Re-wraps a blob from KEK `from` to KEK `to` inside the token.
     pub async fn rewrap(&self, key_id: &str, blob: &[u8], from: &str, to: &str) -> Result<Vec<u8>, Error> {
         let (key_id, blob, from, to) = (key_id.to_owned(), blob.to_vec(), from.to_owned(), to.to_owned());

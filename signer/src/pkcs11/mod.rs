@@ -88,6 +88,7 @@ struct Inner {
     idle: Mutex<Vec<Session>>,
     handles: Mutex<HashMap<(u64, String), ObjectHandle>>,
     unwrapped: Mutex<LruCache<String, ObjectHandle>>,
+    unwrapped_cap: NonZeroUsize,
 }
 
 impl fmt::Debug for Hsm {
@@ -139,6 +140,7 @@ impl Hsm {
             idle: Mutex::new(Vec::new()),
             handles: Mutex::new(HashMap::new()),
             unwrapped: Mutex::new(LruCache::new(cache)),
+            unwrapped_cap: cache,
         };
         // Log in now so that a wrong PIN fails at start-up, not at the first signature.
         let session = inner.open()?;
