@@ -76,8 +76,8 @@ impl SoftHsm {
         if record_path.is_file() {
             let text = std::fs::read_to_string(&record_path)
                 .map_err(|source| Error::Io { path: record_path.clone(), source })?;
-            let record: TokenRecord = serde_json::from_str(&text)
-                .map_err(|source| Error::Record { path: record_path.clone(), source })?;
+            let record: TokenRecord =
+                serde_json::from_str(&text).map_err(|source| Error::Record { path: record_path.clone(), source })?;
             return Ok(Self {
                 dir: dir.to_path_buf(),
                 _temp: None,
