@@ -1,0 +1,209 @@
+//! Typed configuration: defaults, then a TOML file, then `CUSTODY_*` environment.
+//! Validated once at start-up; an error refuses to start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    #[serde(default)]
+    pub(crate) database: DatabaseConfig,
+    #[serde(default)]
+    pub(crate) signer: SignerConfig,
+}
+
+/// Where the service keeps its state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseConfig {
+    /// `sqlite://path` (the embedded default) or `postgres://…`.
+    pub(crate) url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://custody.db".into() }
+    }
+}
+
+/// Which backend holds the keys.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BackendChoice {
+    #[default]
+    Pkcs11,
+    Kms,
+}
+
+/// The signing core.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignerConfig {
+    #[serde(default)]
+    pub(crate) backend: BackendChoice,
+    #[serde(default)]
+    pub(crate) pkcs11: Pkcs11Section,
+    #[serde(default)]
+    pub(crate) kms: KmsSection,
+}
+
+/// A PKCS#11 token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Pkcs11Section {
+    pub(crate) module: PathBuf,
+    pub(crate) token: String,
+    /// The user PIN itself (prefer `pin_env`).
+    pub(crate) pin: Option<SecretString>,
+    /// The name of an environment variable that holds the PIN.
+    pub(crate) pin_env: Option<String>,
+    pub(crate) max_sessions: usize,
+    pub(crate) unwrapped_cache: usize,
+}
+
+impl Default for Pkcs11Section {
+    fn default() -> Self {
+        Self {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token: "custody".into(),
+            pin: None,
+            pin_env: None,
+            max_sessions: 8,
+            unwrapped_cache: 10_000,
+        }
+    }
+}
+
+/// AWS KMS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KmsSection {
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
+    pub(crate) max_attempts: u32,
+}
+
+impl Default for KmsSection {
+    fn default() -> Self {
+        Self { region: None, endpoint_url: None, max_attempts: 5 }
+    }
+}
+
+impl Config {
+    /// Loads `path` (when given) over the defaults, then applies the environment.
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(url) = var("CUSTODY_DATABASE_URL") {
+            self.database.url = url;
+        }
+        if let Some(backend) = var("CUSTODY_SIGNER_BACKEND") {
+            self.signer.backend = match backend.as_str() {
+                "pkcs11" => BackendChoice::Pkcs11,
+                "kms" => BackendChoice::Kms,
+                other => bail!("CUSTODY_SIGNER_BACKEND must be pkcs11 or kms, not {other:?}"),
+            };
+        }
+        let p = &mut self.signer.pkcs11;
+        if let Some(module) = var("CUSTODY_PKCS11_MODULE") {
+            p.module = module.into();
+        }
+        if let Some(token) = var("CUSTODY_PKCS11_TOKEN") {
+            p.token = token;
+        }
+        if let Some(pin) = var("CUSTODY_PKCS11_PIN") {
+            p.pin = Some(pin.into());
+        }
+        let k = &mut self.signer.kms;
+        if let Some(region) = var("CUSTODY_KMS_REGION") {
+            k.region = Some(region);
+        }
+        if let Some(url) = var("CUSTODY_KMS_ENDPOINT_URL") {
+            k.endpoint_url = Some(url);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("database.url must start with sqlite: or postgres://");
+        }
+        if self.signer.backend == BackendChoice::Pkcs11 {
+            let p = &self.signer.pkcs11;
+            if p.pin.is_none() && p.pin_env.is_none() {
+                bail!("signer.pkcs11: set pin_env (or CUSTODY_PKCS11_PIN) to the token's user PIN");
+            }
+            if p.max_sessions == 0 || p.unwrapped_cache == 0 {
+                bail!("signer.pkcs11: max_sessions and unwrapped_cache must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// The PKCS#11 user PIN, from `pin` or the variable `pin_env` names.
+    pub(crate) fn pkcs11_pin(&self) -> anyhow::Result<SecretString> {
+        let p = &self.signer.pkcs11;
+        if let Some(pin) = &p.pin {
+            return Ok(pin.clone());
+        }
+        let name = p.pin_env.as_deref().context("no PKCS#11 PIN configured")?;
+        std::env::var(name)
+            .map(SecretString::from)
+            .with_context(|| format!("environment variable {name} (the PIN) is not set"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let mut config: Config = toml::from_str(
+            r#"
+            [database]
+            url = "postgres://db/custody"
+            [signer.pkcs11]
+            module = "/opt/hsm.so"
+            token = "prod"
+            pin_env = "HSM_PIN"
+            max_sessions = 4
+            unwrapped_cache = 100
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(config.signer.pkcs11.token, "prod");
+        config.apply_env(|name| (name == "CUSTODY_PKCS11_TOKEN").then(|| "from-env".to_owned())).expect("env applies");
+        assert_eq!(config.signer.pkcs11.token, "from-env");
+        assert_eq!(config.database.url, "postgres://db/custody");
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("[database]\nurl = \"sqlite://x\"\nuser = \"x\"").is_err());
+        let mut config = Config::default();
+        assert!(config.validate().is_err(), "a PKCS#11 backend without a PIN must not start");
+        config.signer.pkcs11.pin = Some("1234".to_owned().into());
+        config.database.url = "mysql://x".into();
+        assert!(config.validate().is_err());
+        assert!(config.apply_env(|n| (n == "CUSTODY_SIGNER_BACKEND").then(|| "vault".into())).is_err());
+    }
+}
