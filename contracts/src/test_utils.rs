@@ -1,0 +1,291 @@
+//! The local chain: a Hardhat node (EDR, from `contracts/node_modules`) configured like the production
+//! Besu chain — chain id from config (default 1337), zero base fee with gas price 0 accepted, the
+//! production block gas limit, Cancun, and the production genesis alloc (the deterministic deployment
+//! proxy). Automine for tests, interval mining (2 s) for the devnet. The node is killed on drop.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use custody_contracts::{DeployConfig, test_utils::LocalChain};
+//! let chain = LocalChain::start().await?;
+//! let deployment = chain.deploy(&DeployConfig::single_operator(chain.dev_accounts()[0].address())).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, Bytes, U256, b256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::Value;
+use tracing::{debug, info};
+
+use crate::besu::{AllocAccount, BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, default_alloc};
+use crate::deploy::{DeployConfig, deploy};
+use crate::deployment::Deployment;
+use crate::error::{DeployError, LocalChainError};
+
+/// How long to wait for the node to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Private keys of Hardhat's default dev accounts (mnemonic "test test ... junk"), each funded with
+/// 10,000 ETH. Publicly known: for local chains only.
+const DEV_KEYS: [alloy::primitives::B256; 10] = [
+    b256!("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+    b256!("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"),
+    b256!("0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"),
+    b256!("0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"),
+    b256!("0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"),
+    b256!("0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"),
+    b256!("0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"),
+    b256!("0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356"),
+    b256!("0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97"),
+    b256!("0x2a871d0798f97d79848a013d4936a73bf4ae922c0d0b3ecc50eb1e6b75b2fd0c"),
+];
+
+/// How the local chain runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalChainConfig {
+    /// Chain id (default 1337).
+    pub chain_id: u64,
+    /// `None`: a block per transaction (tests); `Some(t)`: a block every `t` (the devnet uses 2 s).
+    pub block_time: Option<Duration>,
+    /// Block gas limit (default: the production genesis').
+    pub block_gas_limit: u64,
+}
+
+impl Default for LocalChainConfig {
+    fn default() -> Self {
+        Self { chain_id: DEFAULT_CHAIN_ID, block_time: None, block_gas_limit: BLOCK_GAS_LIMIT }
+    }
+}
+
+/// A running Hardhat node on a free loopback port; killed (with its process group) on drop.
+pub struct LocalChain {
+    child: Child,
+    url: String,
+    config: LocalChainConfig,
+    log: PathBuf,
+    dev_accounts: Vec<PrivateKeySigner>,
+}
+
+impl std::fmt::Debug for LocalChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalChain")
+            .field("pid", &self.child.id())
+            .field("url", &self.url)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `contracts/` directory: `PERURI_CONTRACTS_DIR`, else this crate's source directory.
+pub fn contracts_dir() -> PathBuf {
+    std::env::var_os("PERURI_CONTRACTS_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+impl LocalChain {
+    /// Start a chain with the default configuration (chain id 1337, automine).
+    pub async fn start() -> Result<Self, LocalChainError> {
+        Self::start_with(LocalChainConfig::default()).await
+    }
+
+    /// Start a chain, wait until it answers, and load the production genesis alloc.
+    pub async fn start_with(config: LocalChainConfig) -> Result<Self, LocalChainError> {
+        let dir = contracts_dir();
+        let hardhat = dir.join("node_modules/.bin/hardhat");
+        if !hardhat.exists() {
+            return Err(LocalChainError::MissingNodeModules { dir });
+        }
+        let mut last_error = None;
+        for _attempt in 0..3 {
+            match Self::spawn(&dir, &hardhat, &config).await {
+                Ok(chain) => {
+                    chain.load_alloc(&default_alloc()).await?;
+                    info!(url = %chain.url, chain_id = config.chain_id, "local chain started");
+                    return Ok(chain);
+                }
+                // A port taken between choosing and binding: try another.
+                Err(LocalChainError::Exited { log, .. }) if log.contains("EADDRINUSE") => {
+                    last_error = Some(LocalChainError::Exited { status: "port in use".to_owned(), log });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or(LocalChainError::Timeout { log: String::new() }))
+    }
+
+    async fn spawn(dir: &Path, hardhat: &Path, config: &LocalChainConfig) -> Result<Self, LocalChainError> {
+        let port = free_port().map_err(|source| LocalChainError::Spawn { source })?;
+        let log = std::env::temp_dir().join(format!("peruri-hardhat-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).map_err(|source| LocalChainError::Spawn { source })?;
+        let log_err = log_file.try_clone().map_err(|source| LocalChainError::Spawn { source })?;
+        let node = std::env::var_os("PERURI_NODE").unwrap_or_else(|| "node".into());
+        let block_time_ms = config.block_time.map_or(0, |t| t.as_millis().max(1));
+        let child = Command::new(node)
+            .arg(hardhat)
+            .args(["--config", "hardhat.config.cjs", "node", "--hostname", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .current_dir(dir)
+            .env("HARDHAT_DISABLE_TELEMETRY_PROMPT", "true")
+            .env("PERURI_CHAIN_ID", config.chain_id.to_string())
+            .env("PERURI_BLOCK_TIME_MS", block_time_ms.to_string())
+            .env("PERURI_BLOCK_GAS_LIMIT", config.block_gas_limit.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| LocalChainError::Spawn { source })?;
+        let mut chain = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            config: config.clone(),
+            log,
+            dev_accounts: DEV_KEYS
+                .iter()
+                .filter_map(|k| PrivateKeySigner::from_bytes(k).ok())
+                .collect(),
+        };
+        chain.wait_ready().await?;
+        Ok(chain)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), LocalChainError> {
+        let provider = self.provider();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(LocalChainError::Exited { status: status.to_string(), log: self.log_tail() });
+            }
+            if let Ok(Ok(id)) = tokio::time::timeout(Duration::from_secs(2), provider.get_chain_id()).await {
+                if id != self.config.chain_id {
+                    return Err(LocalChainError::WrongChainId { expected: self.config.chain_id, actual: id });
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LocalChainError::Timeout { log: self.log_tail() });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The node's last lines of output.
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(4000)));
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// HTTP JSON-RPC URL (`http://127.0.0.1:<port>`).
+    pub fn rpc_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.config.chain_id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &LocalChainConfig {
+        &self.config
+    }
+
+    /// Funded dev accounts (10,000 ETH each; their keys are public).
+    pub fn dev_accounts(&self) -> &[PrivateKeySigner] {
+        &self.dev_accounts
+    }
+
+    /// A provider that signs with every dev account (dev account 0 by default).
+    pub fn provider(&self) -> DynProvider {
+        let mut accounts = self.dev_accounts.iter().cloned();
+        let mut wallet = EthereumWallet::new(accounts.next().unwrap_or_else(PrivateKeySigner::random));
+        for signer in accounts {
+            wallet.register_signer(signer);
+        }
+        self.provider_with(wallet)
+    }
+
+    /// A provider that signs with `wallet`.
+    pub fn provider_with(&self, wallet: EthereumWallet) -> DynProvider {
+        // The URL is ours and well formed; fall back to a dead address rather than panic.
+        let url = self.url.parse().unwrap_or_else(|_| "http://127.0.0.1:1".parse().expect("static URL parses"));
+        ProviderBuilder::new().wallet(wallet).connect_http(url).erased()
+    }
+
+    /// Install genesis accounts (code, balance, nonce, storage) with Hardhat's `hardhat_set*` methods.
+    pub async fn load_alloc(&self, alloc: &BTreeMap<Address, AllocAccount>) -> Result<(), LocalChainError> {
+        for (address, account) in alloc {
+            self.set_balance(*address, account.balance).await?;
+            if let Some(code) = &account.code {
+                self.set_code(*address, code.clone()).await?;
+            }
+            if let Some(nonce) = account.nonce {
+                self.rpc("hardhat_setNonce", (address, nonce)).await?;
+            }
+            for (slot, value) in &account.storage {
+                self.rpc("hardhat_setStorageAt", (address, slot, value)).await?;
+            }
+            debug!(%address, "alloc account loaded");
+        }
+        Ok(())
+    }
+
+    /// Set an account's balance.
+    pub async fn set_balance(&self, address: Address, balance: U256) -> Result<(), LocalChainError> {
+        self.rpc("hardhat_setBalance", (address, balance)).await.map(drop)
+    }
+
+    /// Set an account's code.
+    pub async fn set_code(&self, address: Address, code: Bytes) -> Result<(), LocalChainError> {
+        self.rpc("hardhat_setCode", (address, code)).await.map(drop)
+    }
+
+    /// Mine one block now.
+    pub async fn mine(&self) -> Result<(), LocalChainError> {
+        self.rpc("evm_mine", ()).await.map(drop)
+    }
+
+    /// Set the timestamp of the next block.
+    pub async fn set_next_block_timestamp(&self, timestamp: u64) -> Result<(), LocalChainError> {
+        self.rpc("evm_setNextBlockTimestamp", (timestamp,)).await.map(drop)
+    }
+
+    /// Deploy the EntryPoints and our contracts with dev account 0.
+    pub async fn deploy(&self, config: &DeployConfig) -> Result<Deployment, DeployError> {
+        deploy(&self.provider(), config).await
+    }
+
+    async fn rpc<P>(&self, method: &'static str, params: P) -> Result<Value, LocalChainError>
+    where
+        P: serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin,
+    {
+        self.provider().raw_request(method.into(), params).await.map_err(|source| LocalChainError::Rpc { method, source })
+    }
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        // The node runs in its own process group (hardhat may fork): kill the whole group.
+        let pid = self.child.id();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
