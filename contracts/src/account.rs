@@ -87,7 +87,8 @@ mod tests {
     #[test]
     fn both_batch_overloads_exist() {
         use crate::bindings::peruri_account_v07::PeruriAccountV07;
-        let selectors = [PeruriAccountV07::executeBatch_0Call::SELECTOR, PeruriAccountV07::executeBatch_1Call::SELECTOR];
+        let selectors =
+            [PeruriAccountV07::executeBatch_0Call::SELECTOR, PeruriAccountV07::executeBatch_1Call::SELECTOR];
         // SimpleAccount v0.7: executeBatch(address[],uint256[],bytes[]) = 0x47e1da2a
         assert!(selectors.contains(&[0x47, 0xe1, 0xda, 0x2a]));
         // SimpleAccount v0.8: executeBatch((address,uint256,bytes)[]) = 0x34fcd5be

@@ -27,8 +27,11 @@ macro_rules! artifact {
         #[doc = concat!("`artifacts/", $file, "`.")]
         pub fn $fn() -> &'static Artifact {
             static ARTIFACT: LazyLock<Artifact> = LazyLock::new(|| {
-                serde_json::from_str(include_str!(concat!("../artifacts/", $file)))
-                    .expect(concat!("committed artifact ", $file, " parses"))
+                serde_json::from_str(include_str!(concat!("../artifacts/", $file))).expect(concat!(
+                    "committed artifact ",
+                    $file,
+                    " parses"
+                ))
             });
             &ARTIFACT
         }

@@ -174,8 +174,11 @@ impl ValidatorKey {
 
 /// Write a network: `genesis.json` and, for each key, `validator-<i>/{key,key.pub}`.
 pub fn write_network(dir: &Path, genesis: &GenesisConfig, keys: &[ValidatorKey]) -> Result<(), RecordError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| RecordError::Io { operation: "create", path: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| RecordError::Io {
+        operation: "create",
+        path: dir.to_owned(),
+        source,
+    })?;
     let path = dir.join("genesis.json");
     let json = serde_json::to_string_pretty(&genesis.to_json())
         .map_err(|source| RecordError::Json { path: path.clone(), source })?;

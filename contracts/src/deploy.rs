@@ -176,10 +176,8 @@ pub async fn deploy_deterministic<P: Provider>(
     init_code: &[u8],
 ) -> Result<Address, DeployError> {
     let address = create2_address(salt, init_code);
-    let code = provider
-        .get_code_at(address)
-        .await
-        .map_err(|source| DeployError::Rpc { operation: "eth_getCode", source })?;
+    let code =
+        provider.get_code_at(address).await.map_err(|source| DeployError::Rpc { operation: "eth_getCode", source })?;
     if !code.is_empty() {
         debug!(name, %address, "already deployed");
         return Ok(address);
@@ -193,10 +191,8 @@ pub async fn deploy_deterministic<P: Provider>(
         .get_receipt()
         .await
         .map_err(|source| DeployError::Pending { operation: "deployment receipt", source })?;
-    let code = provider
-        .get_code_at(address)
-        .await
-        .map_err(|source| DeployError::Rpc { operation: "eth_getCode", source })?;
+    let code =
+        provider.get_code_at(address).await.map_err(|source| DeployError::Rpc { operation: "eth_getCode", source })?;
     if !receipt.status() || code.is_empty() {
         return Err(DeployError::NotDeployed { name, address });
     }

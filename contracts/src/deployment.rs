@@ -77,16 +77,22 @@ impl Contracts {
 impl Deployment {
     /// Write the record as pretty JSON.
     pub fn write(&self, path: &Path) -> Result<(), RecordError> {
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|source| RecordError::Json { path: path.to_owned(), source })?;
-        std::fs::write(path, json + "\n")
-            .map_err(|source| RecordError::Io { operation: "write", path: path.to_owned(), source })
+        let json =
+            serde_json::to_string_pretty(self).map_err(|source| RecordError::Json { path: path.to_owned(), source })?;
+        std::fs::write(path, json + "\n").map_err(|source| RecordError::Io {
+            operation: "write",
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Read a record written by [`Self::write`].
     pub fn read(path: &Path) -> Result<Self, RecordError> {
-        let json = std::fs::read_to_string(path)
-            .map_err(|source| RecordError::Io { operation: "read", path: path.to_owned(), source })?;
+        let json = std::fs::read_to_string(path).map_err(|source| RecordError::Io {
+            operation: "read",
+            path: path.to_owned(),
+            source,
+        })?;
         serde_json::from_str(&json).map_err(|source| RecordError::Json { path: path.to_owned(), source })
     }
 }

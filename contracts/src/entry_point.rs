@@ -185,7 +185,9 @@ mod tests {
             }
         }
         let v08 = abi(EntryPointVersion::V08);
-        for selector in [IEntryPointV08::senderCreatorCall::SELECTOR, IEntryPointV08::getDomainSeparatorV4Call::SELECTOR] {
+        for selector in
+            [IEntryPointV08::senderCreatorCall::SELECTOR, IEntryPointV08::getDomainSeparatorV4Call::SELECTOR]
+        {
             assert!(v08.functions().any(|f| f.selector() == selector));
         }
     }

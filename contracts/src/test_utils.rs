@@ -45,7 +45,7 @@ const DEV_KEYS: [alloy::primitives::B256; 10] = [
     b256!("0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"),
     b256!("0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356"),
     b256!("0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97"),
-    b256!("0x2a871d0798f97d79848a013d4936a73bf4ae922c0d0b3ecc50eb1e6b75b2fd0c"),
+    b256!("0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"),
 ];
 
 /// How the local chain runs.
@@ -147,10 +147,7 @@ impl LocalChain {
             url: format!("http://127.0.0.1:{port}"),
             config: config.clone(),
             log,
-            dev_accounts: DEV_KEYS
-                .iter()
-                .filter_map(|k| PrivateKeySigner::from_bytes(k).ok())
-                .collect(),
+            dev_accounts: DEV_KEYS.iter().filter_map(|k| PrivateKeySigner::from_bytes(k).ok()).collect(),
         };
         chain.wait_ready().await?;
         Ok(chain)
@@ -221,7 +218,15 @@ impl LocalChain {
     pub fn provider_with(&self, wallet: EthereumWallet) -> DynProvider {
         // The URL is ours and well formed; fall back to a dead address rather than panic.
         let url = self.url.parse().unwrap_or_else(|_| "http://127.0.0.1:1".parse().expect("static URL parses"));
-        ProviderBuilder::new().wallet(wallet).connect_http(url).erased()
+        // Simple nonce management (ask the node each time): a transaction that fails gas estimation must not
+        // leave a gap in a cached nonce sequence.
+        ProviderBuilder::default()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(wallet)
+            .connect_http(url)
+            .erased()
     }
 
     /// Install genesis accounts (code, balance, nonce, storage) with Hardhat's `hardhat_set*` methods.
@@ -271,7 +276,10 @@ impl LocalChain {
     where
         P: serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin,
     {
-        self.provider().raw_request(method.into(), params).await.map_err(|source| LocalChainError::Rpc { method, source })
+        self.provider()
+            .raw_request(method.into(), params)
+            .await
+            .map_err(|source| LocalChainError::Rpc { method, source })
     }
 }
 

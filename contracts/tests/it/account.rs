@@ -1,0 +1,152 @@
+//! PeruriAccount through real UserOperations.
+
+use alloy::primitives::{Address, Bytes, U256, keccak256};
+use alloy::providers::Provider;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use custody_contracts::bindings::peruri_account_factory_v07::PeruriAccountFactoryV07;
+use custody_contracts::bindings::peruri_account_v08::PeruriAccountV08;
+use custody_contracts::bindings::peruri_badge::PeruriBadge;
+use custody_contracts::{EntryPointVersion, IEntryPoint, account};
+
+use crate::setup::{env, user_op_event};
+
+/// Deploy the account of a fresh owner with a first UserOperation that also sends 1 wei.
+async fn deploy_account(env: &crate::setup::Env, version: EntryPointVersion) -> (PrivateKeySigner, Address) {
+    let owner = PrivateKeySigner::random();
+    let sender = env.account_address(version, owner.address()).await;
+    assert!(env.provider.get_code_at(sender).await.unwrap().is_empty(), "counterfactual");
+    env.chain.set_balance(sender, U256::from(1_000)).await.unwrap();
+    let recipient = crate::setup::random_address();
+    let op =
+        env.op(version, sender, Some(owner.address()), account::execute(recipient, U256::from(1), Bytes::new())).await;
+    let receipt = env.handle_ops(version, vec![env.sign(version, &op, &owner)]).await.expect("first op succeeds");
+    let event = user_op_event(&receipt);
+    assert!(event.success, "{version}: call succeeded");
+    assert_eq!(event.sender, sender);
+    let deployed = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|log| IEntryPoint::AccountDeployed::decode_log_data(log.data()).ok())
+        .expect("AccountDeployed");
+    assert_eq!(deployed.sender, sender);
+    assert_eq!(deployed.factory, env.deployment.contracts.account_factory(version));
+    assert_eq!(env.provider.get_code_at(sender).await.unwrap().len(), 65, "ERC-1167 clone with the owner argument");
+    assert_eq!(env.provider.get_balance(recipient).await.unwrap(), U256::from(1));
+    let acct = PeruriAccountV08::new(sender, env.provider.clone());
+    assert_eq!(acct.owner().call().await.unwrap(), owner.address());
+    assert_eq!(acct.entryPoint().call().await.unwrap(), version.address());
+    (owner, sender)
+}
+
+#[tokio::test]
+async fn first_op_deploys_the_account_and_executes() {
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let (owner, sender) = deploy_account(&env, version).await;
+        // A second op (no initCode) with a batch.
+        let calls = [
+            (crate::setup::random_address(), U256::from(2), Bytes::new()),
+            (crate::setup::random_address(), U256::from(3), Bytes::new()),
+        ];
+        let op = env.op(version, sender, None, account::execute_batch(calls.clone())).await;
+        assert_eq!(op.nonce, U256::from(1));
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &owner)]).await.expect("batch op");
+        assert!(user_op_event(&receipt).success);
+        for (to, value, _) in calls {
+            assert_eq!(env.provider.get_balance(to).await.unwrap(), value);
+        }
+        // A signature by someone else is refused.
+        let op = env.op(version, sender, None, Bytes::new()).await;
+        let err = env
+            .handle_ops(version, vec![env.sign(version, &op, &PrivateKeySigner::random())])
+            .await
+            .err()
+            .expect("fails");
+        assert!(err.starts_with("AA24"), "{version}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn owner_rotation_keeps_the_address() {
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let (old, sender) = deploy_account(&env, version).await;
+        let new = PrivateKeySigner::random();
+        let op = env.op(version, sender, None, account::change_owner(sender, new.address())).await;
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &old)]).await.expect("rotation");
+        assert!(user_op_event(&receipt).success, "{version}: rotation succeeded");
+        let acct = PeruriAccountV08::new(sender, env.provider.clone());
+        assert_eq!(acct.owner().call().await.unwrap(), new.address());
+        assert_eq!(env.account_address(version, old.address()).await, sender, "address unchanged");
+
+        // The old owner stops working; the new one works.
+        let op = env.op(version, sender, None, Bytes::new()).await;
+        let err = env.handle_ops(version, vec![env.sign(version, &op, &old)]).await.err().expect("fails");
+        assert!(err.starts_with("AA24"), "{version}: {err}");
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &new)]).await.expect("new owner");
+        assert!(user_op_event(&receipt).success);
+
+        // Nobody else can rotate: not the owner directly, not anyone.
+        let err = acct.changeOwner(crate::setup::random_address()).call().await.err().expect("fails");
+        assert!(err.as_decoded_error::<PeruriAccountV08::NotFromSelf>().is_some(), "{err}");
+        // A rotation to zero fails inside the op (the call reverts, the op is included).
+        let op = env.op(version, sender, None, account::change_owner(sender, Address::ZERO)).await;
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &new)]).await.expect("included");
+        assert!(!user_op_event(&receipt).success);
+        assert_eq!(acct.owner().call().await.unwrap(), new.address());
+    }
+}
+
+#[tokio::test]
+async fn erc1271_accepts_the_owner_only() {
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let (owner, sender) = deploy_account(&env, version).await;
+        let acct = PeruriAccountV08::new(sender, env.provider.clone());
+        let hash = keccak256("hello peruri");
+        let digest = account::replay_safe_hash(sender, env.chain.chain_id(), hash);
+        assert_eq!(acct.replaySafeHash(hash).call().await.unwrap(), digest);
+        let good = Bytes::from(owner.sign_hash_sync(&digest).unwrap().as_bytes().to_vec());
+        assert_eq!(acct.isValidSignature(hash, good).call().await.unwrap().0, [0x16, 0x26, 0xba, 0x7e]);
+        let other = Bytes::from(PrivateKeySigner::random().sign_hash_sync(&digest).unwrap().as_bytes().to_vec());
+        assert_eq!(acct.isValidSignature(hash, other).call().await.unwrap().0, [0xff; 4]);
+        // A signature of the bare hash (replayable on another account of the same owner) is refused.
+        let bare = Bytes::from(owner.sign_hash_sync(&hash).unwrap().as_bytes().to_vec());
+        assert_eq!(acct.isValidSignature(hash, bare).call().await.unwrap().0, [0xff; 4]);
+        assert_eq!(acct.isValidSignature(hash, Bytes::from(vec![1u8; 10])).call().await.unwrap().0, [0xff; 4]);
+        // Interfaces: ERC-165, ERC-721 and ERC-1155 receivers, ERC-1271.
+        for id in
+            [[0x01, 0xff, 0xc9, 0xa7], [0x15, 0x0b, 0x7a, 0x02], [0x4e, 0x23, 0x12, 0xe0], [0x16, 0x26, 0xba, 0x7e]]
+        {
+            assert!(acct.supportsInterface(id.into()).call().await.unwrap());
+        }
+        // Receiver hook: a PBADGE can be minted to the deployed account.
+        let badge = PeruriBadge::new(env.deployment.contracts.peruri_badge, env.provider.clone());
+        badge.mint(sender, U256::from(7)).send().await.unwrap().get_receipt().await.unwrap();
+        assert_eq!(badge.balanceOf(sender, U256::from(7)).call().await.unwrap(), U256::from(1));
+    }
+}
+
+#[tokio::test]
+async fn factory_and_account_refuse_direct_calls() {
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let factory =
+            PeruriAccountFactoryV07::new(env.deployment.contracts.account_factory(version), env.provider.clone());
+        let err = factory.createAccount(env.operator().address(), U256::ZERO).send().await.err().expect("fails");
+        assert!(err.as_decoded_error::<PeruriAccountFactoryV07::NotSenderCreator>().is_some(), "{version}: {err}");
+
+        let (_, sender) = deploy_account(&env, version).await;
+        let acct = PeruriAccountV08::new(sender, env.provider.clone());
+        let err =
+            acct.execute(crate::setup::random_address(), U256::ZERO, Bytes::new()).call().await.err().expect("fails");
+        assert!(err.as_decoded_error::<PeruriAccountV08::NotFromEntryPoint>().is_some(), "{err}");
+        // The implementation itself has no owner: nothing validates against it.
+        let implementation =
+            PeruriAccountV08::new(env.deployment.contracts.account_implementation(version), env.provider.clone());
+        assert_eq!(implementation.owner().call().await.unwrap(), Address::ZERO);
+    }
+}

@@ -1,0 +1,221 @@
+//! PTKN, PBADGE and PLOG.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::DynProvider;
+use alloy::sol_types::SolValue;
+use custody_contracts::DeployConfig;
+use custody_contracts::bindings::peruri_badge::PeruriBadge;
+use custody_contracts::bindings::peruri_log::PeruriLog;
+use custody_contracts::bindings::peruri_token::PeruriToken;
+use custody_contracts::test_utils::LocalChain;
+
+use crate::setup::{Env, env_with};
+
+/// Roles on separate dev accounts: admin 0, issuer 1, anchorer 2; 3 is nobody.
+async fn env_with_roles() -> Env {
+    let chain = LocalChain::start().await.expect("local chain starts");
+    let d = chain.dev_accounts();
+    let config = DeployConfig {
+        admin: d[0].address(),
+        issuer: d[1].address(),
+        anchorer: d[2].address(),
+        ..DeployConfig::single_operator(d[0].address())
+    };
+    env_with(chain, config).await
+}
+
+fn as_account(env: &Env, i: usize) -> DynProvider {
+    env.chain.provider_with(EthereumWallet::new(env.chain.dev_accounts()[i].clone()))
+}
+
+#[tokio::test]
+async fn ptkn_mint_and_burn_by_issuer_only_and_batch_ids_once() {
+    let env = env_with_roles().await;
+    let address = env.deployment.contracts.peruri_token;
+    let issuer = PeruriToken::new(address, as_account(&env, 1));
+    let nobody = PeruriToken::new(address, as_account(&env, 3));
+    let alice = crate::setup::random_address();
+
+    assert_eq!(issuer.symbol().call().await.unwrap(), "PTKN");
+    issuer.mint(alice, U256::from(100)).send().await.unwrap().get_receipt().await.unwrap();
+    issuer.burn(alice, U256::from(30)).send().await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(issuer.balanceOf(alice).call().await.unwrap(), U256::from(70));
+    for err in [
+        nobody.mint(alice, U256::from(1)).call().await.err().expect("fails"),
+        nobody.burn(alice, U256::from(1)).call().await.err().expect("fails"),
+        nobody
+            .batchMint(crate::setup::random_b256(), vec![alice], vec![U256::from(1)])
+            .call()
+            .await
+            .err()
+            .expect("fails"),
+    ] {
+        assert!(err.as_decoded_error::<PeruriToken::AccessControlUnauthorizedAccount>().is_some(), "{err}");
+    }
+
+    let batch = crate::setup::random_b256();
+    let recipients: Vec<Address> = (0..5).map(|_| crate::setup::random_address()).collect();
+    let amounts: Vec<U256> = (1..=5).map(U256::from).collect();
+    issuer.batchMint(batch, recipients.clone(), amounts.clone()).send().await.unwrap().get_receipt().await.unwrap();
+    for (r, a) in recipients.iter().zip(&amounts) {
+        assert_eq!(issuer.balanceOf(*r).call().await.unwrap(), *a);
+    }
+    assert!(issuer.batchUsed(batch).call().await.unwrap());
+    let err = issuer.batchMint(batch, recipients, amounts).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriToken::BatchAlreadyUsed>().is_some(), "{err}");
+    let err = issuer.batchMint(crate::setup::random_b256(), vec![alice], vec![]).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriToken::LengthMismatch>().is_some(), "{err}");
+
+    // The admin rotates the issuer role.
+    let admin = PeruriToken::new(address, as_account(&env, 0));
+    let role = admin.ISSUER_ROLE().call().await.unwrap();
+    admin.grantRole(role, env.chain.dev_accounts()[3].address()).send().await.unwrap().get_receipt().await.unwrap();
+    admin.revokeRole(role, env.chain.dev_accounts()[1].address()).send().await.unwrap().get_receipt().await.unwrap();
+    nobody.mint(alice, U256::from(1)).send().await.unwrap().get_receipt().await.unwrap();
+    assert!(issuer.mint(alice, U256::from(1)).call().await.is_err());
+}
+
+#[tokio::test]
+async fn pbadge_is_soulbound() {
+    let env = env_with_roles().await;
+    let address = env.deployment.contracts.peruri_badge;
+    let issuer = PeruriBadge::new(address, as_account(&env, 1));
+    let holder_index = 4;
+    let holder_address = env.chain.dev_accounts()[holder_index].address();
+    let holder = PeruriBadge::new(address, as_account(&env, holder_index));
+    let id = U256::from(202_601);
+
+    let batch = crate::setup::random_b256();
+    issuer
+        .batchMint(batch, vec![holder_address, crate::setup::random_address()], vec![id, id])
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert_eq!(holder.balanceOf(holder_address, id).call().await.unwrap(), U256::from(1));
+    assert!(holder.locked(id).call().await.unwrap());
+    let err =
+        issuer.batchMint(batch, vec![crate::setup::random_address()], vec![id]).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriBadge::BatchAlreadyUsed>().is_some(), "{err}");
+
+    // Every transfer and approval path reverts, for the holder and for the issuer alike.
+    let other = crate::setup::random_address();
+    for badge in [&holder, &issuer] {
+        let errs = [
+            badge
+                .safeTransferFrom(holder_address, other, id, U256::from(1), Default::default())
+                .call()
+                .await
+                .err()
+                .expect("fails"),
+            badge
+                .safeBatchTransferFrom(holder_address, other, vec![id], vec![U256::from(1)], Default::default())
+                .call()
+                .await
+                .err()
+                .expect("fails"),
+            badge.setApprovalForAll(other, true).call().await.err().expect("fails"),
+            badge.setApprovalForAll(other, false).call().await.err().expect("fails"),
+        ];
+        for err in errs {
+            assert!(err.as_decoded_error::<PeruriBadge::Soulbound>().is_some(), "{err}");
+        }
+    }
+    assert!(!holder.isApprovedForAll(holder_address, other).call().await.unwrap());
+
+    // Revocation: the issuer burns; nobody else can.
+    let err = holder.revoke(holder_address, id).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriBadge::AccessControlUnauthorizedAccount>().is_some(), "{err}");
+    issuer.revoke(holder_address, id).send().await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(holder.balanceOf(holder_address, id).call().await.unwrap(), U256::ZERO);
+    let err = holder.mint(holder_address, id).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriBadge::AccessControlUnauthorizedAccount>().is_some(), "{err}");
+}
+
+/// OpenZeppelin StandardMerkleTree: leaves keccak256(keccak256(abi.encode(values))), sorted, sorted pairs.
+struct StandardMerkleTree {
+    tree: Vec<B256>,
+}
+
+fn hash_pair(a: B256, b: B256) -> B256 {
+    if a < b {
+        keccak256([a.as_slice(), b.as_slice()].concat())
+    } else {
+        keccak256([b.as_slice(), a.as_slice()].concat())
+    }
+}
+
+impl StandardMerkleTree {
+    fn leaf(account: Address, amount: U256) -> B256 {
+        keccak256(keccak256((account, amount).abi_encode()))
+    }
+
+    fn new(mut leaves: Vec<B256>) -> Self {
+        leaves.sort();
+        let n = leaves.len();
+        let mut tree = vec![B256::ZERO; 2 * n - 1];
+        for (i, leaf) in leaves.iter().enumerate() {
+            tree[2 * n - 2 - i] = *leaf;
+        }
+        for i in (0..n - 1).rev() {
+            tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2]);
+        }
+        Self { tree }
+    }
+
+    fn root(&self) -> B256 {
+        self.tree[0]
+    }
+
+    fn proof(&self, leaf: B256) -> Vec<B256> {
+        let mut i = self.tree.iter().rposition(|x| *x == leaf).unwrap();
+        let mut proof = Vec::new();
+        while i > 0 {
+            let sibling = if i % 2 == 1 { i + 1 } else { i - 1 };
+            proof.push(self.tree[sibling]);
+            i = (i - 1) / 2;
+        }
+        proof
+    }
+}
+
+#[tokio::test]
+async fn plog_anchors_once_and_verifies_proofs() {
+    let env = env_with_roles().await;
+    let address = env.deployment.contracts.peruri_log;
+    let anchorer = PeruriLog::new(address, as_account(&env, 2));
+    let nobody = PeruriLog::new(address, as_account(&env, 3));
+
+    let leaves: Vec<B256> =
+        (0..7u64).map(|i| StandardMerkleTree::leaf(crate::setup::random_address(), U256::from(i))).collect();
+    let tree = StandardMerkleTree::new(leaves.clone());
+    let batch = crate::setup::random_b256();
+    let uri = "https://peruri.invalid/batches/1.json".to_owned();
+
+    let err = nobody.anchor(batch, tree.root(), 7, uri.clone()).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriLog::AccessControlUnauthorizedAccount>().is_some(), "{err}");
+    let receipt =
+        anchorer.anchor(batch, tree.root(), 7, uri.clone()).send().await.unwrap().get_receipt().await.unwrap();
+    let event = receipt.decoded_log::<PeruriLog::BatchAnchored>().expect("BatchAnchored");
+    assert_eq!((event.batchId, event.root, event.leafCount, event.uri.clone()), (batch, tree.root(), 7, uri.clone()));
+    let stored = anchorer.getBatch(batch).call().await.unwrap();
+    assert_eq!((stored.root, stored.leafCount, stored.uri), (tree.root(), 7, uri.clone()));
+
+    let err = anchorer.anchor(batch, crate::setup::random_b256(), 1, uri).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriLog::BatchAlreadyAnchored>().is_some(), "{err}");
+
+    for leaf in &leaves {
+        assert!(anchorer.verify(batch, tree.proof(*leaf), *leaf).call().await.unwrap());
+    }
+    let stranger = StandardMerkleTree::leaf(crate::setup::random_address(), U256::from(1));
+    assert!(!anchorer.verify(batch, tree.proof(leaves[0]), stranger).call().await.unwrap());
+    assert!(!anchorer.verify(crate::setup::random_b256(), tree.proof(leaves[0]), leaves[0]).call().await.unwrap());
+    // A single-leaf batch: the root is the leaf, the proof empty.
+    let single = crate::setup::random_b256();
+    let one = StandardMerkleTree::new(vec![leaves[0]]);
+    anchorer.anchor(single, one.root(), 1, String::new()).send().await.unwrap().get_receipt().await.unwrap();
+    assert!(anchorer.verify(single, vec![], leaves[0]).call().await.unwrap());
+}
