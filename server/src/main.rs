@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod devnet;
 
 use std::path::PathBuf;
 
@@ -31,19 +32,32 @@ enum Command {
     /// Create, list and use keys.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Run everything on this machine: SoftHSM token, keys, local chain, contracts.
+    Devnet(devnet::DevnetArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
+    // The devnet's token must be in the environment before any thread starts.
+    let devnet_token = match &cli.command {
+        Command::Devnet(args) => match devnet::prepare(args) {
+            Ok(token) => Some(token),
+            Err(e) => return cli::fail(&e),
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return cli::fail(&anyhow::Error::new(e).context("starting the runtime")),
     };
     let result = runtime.block_on(async move {
-        let config = config::Config::load(cli.config.as_deref())?;
         match cli.command {
-            Command::Keys(cmd) => cli::keys::run(cmd, &config).await,
+            Command::Devnet(args) => {
+                let token = anyhow::Context::context(devnet_token, "devnet token not prepared")?;
+                devnet::run(args, token).await
+            }
+            Command::Keys(cmd) => cli::keys::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
         }
     });
     match result {

@@ -2,4 +2,5 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod devnet;
 mod keys_cli;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then runs every check CI runs.
+#   formatting, clippy (warnings are errors), the contract artifacts rebuilt and
+#   compared, every test under cargo-nextest, and the docs without warnings.
+# PostgreSQL must be reachable at 127.0.0.1:5432 (or CUSTODY_TEST_POSTGRES).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/peruri-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+if [ -f contracts/build.mjs ]; then
+  step "contract artifacts rebuilt and compared"
+  node contracts/build.mjs --check
+fi
+
+step "cargo nextest run"
+cargo nextest run --workspace --all-features --locked --no-fail-fast
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet

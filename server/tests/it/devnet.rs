@@ -1,0 +1,85 @@
+//! `custody devnet`: starts, deploys with HSM keys, reuses its state, stops on SIGTERM.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy_primitives::Address;
+
+fn start(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(["devnet", "--dir"])
+        .arg(dir)
+        .args(["--block-time", "0"])
+        .env_remove("SOFTHSM2_CONF")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_record(child: &mut Child, path: &Path) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("devnet exited early ({status}): {err}");
+        }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(json) = serde_json::from_str(&text)
+        {
+            return json;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("devnet.json did not appear within 120 s");
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "devnet exits cleanly on SIGTERM: {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "devnet did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let record_path = dir.path().join("devnet.json");
+
+    let mut child = start(dir.path());
+    let first = wait_for_record(&mut child, &record_path);
+    let rpc = first["rpc_url"].as_str().unwrap().to_owned();
+    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    assert_eq!(provider.get_chain_id().await.unwrap(), 1337);
+    let contracts = first["contracts"].as_object().unwrap();
+    let ep: Address = contracts["EntryPointV07"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ep, "0x0000000071727De22E5E9d8BAf0edAc6f37da032".parse::<Address>().unwrap());
+    for (name, address) in contracts {
+        let code = provider.get_code_at(address.as_str().unwrap().parse().unwrap()).await.unwrap();
+        assert!(!code.is_empty(), "{name} has no code");
+    }
+    let env = std::fs::read_to_string(dir.path().join("custody.env")).unwrap();
+    assert!(env.contains("CUSTODY_PKCS11_PIN="));
+    stop(child);
+    // The chain went with it.
+    assert!(provider.get_chain_id().await.is_err(), "the local chain must stop with the devnet");
+
+    std::fs::remove_file(&record_path).unwrap();
+    let mut child = start(dir.path());
+    let second = wait_for_record(&mut child, &record_path);
+    assert_eq!(first["keys"], second["keys"], "a second run reuses the token and its keys");
+    assert_eq!(first["contracts"], second["contracts"], "the same deterministic addresses");
+    stop(child);
+}
