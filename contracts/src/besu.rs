@@ -3,6 +3,8 @@
 //! validator keys. The local Hardhat chain loads the same alloc ([`default_alloc`]).
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use alloy::primitives::{Address, B256, Bytes, U64, U256, hex};
@@ -165,7 +167,15 @@ impl ValidatorKey {
         };
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let key = dir.join("key");
-        std::fs::write(&key, format!("0x{}", hex::encode(self.0.to_bytes()))).map_err(io("write", &key))?;
+        // The private key is readable by its owner only.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)
+            .map_err(io("create", &key))?;
+        file.write_all(format!("0x{}", hex::encode(self.0.to_bytes())).as_bytes()).map_err(io("write", &key))?;
         let public = dir.join("key.pub");
         std::fs::write(&public, format!("0x{}", self.enode_id())).map_err(io("write", &public))?;
         Ok(())

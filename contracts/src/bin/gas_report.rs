@@ -21,7 +21,9 @@ use custody_contracts::bindings::{simple_account_factory_v07, simple_account_fac
 use custody_contracts::sponsorship::Sponsorship;
 use custody_contracts::test_utils::LocalChain;
 use custody_contracts::userop::signing_digest;
-use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account};
+use custody_contracts::{
+    DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
+};
 
 struct Bench {
     chain: LocalChain,
@@ -63,7 +65,8 @@ impl Bench {
         init: Option<(Address, Bytes)>,
         call_data: Bytes,
     ) -> Result<UserOperation> {
-        let nonce = IEntryPoint::new(version.address(), self.provider.clone()).getNonce(sender, U192::ZERO).call().await?;
+        let nonce =
+            IEntryPoint::new(version.address(), self.provider.clone()).getNonce(sender, U192::ZERO).call().await?;
         Ok(UserOperation {
             sender,
             nonce,
@@ -77,7 +80,12 @@ impl Bench {
         })
     }
 
-    fn sign(&self, version: EntryPointVersion, op: &UserOperation, owner: &PrivateKeySigner) -> Result<PackedUserOperation> {
+    fn sign(
+        &self,
+        version: EntryPointVersion,
+        op: &UserOperation,
+        owner: &PrivateKeySigner,
+    ) -> Result<PackedUserOperation> {
         let mut packed = op.pack()?;
         let hash = packed.hash(version, version.address(), self.chain.chain_id());
         packed.signature = owner.sign_hash_sync(&signing_digest(version, hash))?.as_bytes().to_vec().into();
@@ -108,17 +116,29 @@ impl Bench {
         let c = &self.deployment.contracts;
         let call = || account::execute(random_address(), U256::ZERO, Bytes::new());
         let owner = PrivateKeySigner::random();
-        let sender =
-            account::account_address(c.account_factory(version), c.account_implementation(version), owner.address(), U256::ZERO);
+        let sender = account::account_address(
+            c.account_factory(version),
+            c.account_implementation(version),
+            owner.address(),
+            U256::ZERO,
+        );
         let init = Some((c.account_factory(version), account::factory_data(owner.address(), U256::ZERO)));
-        let first = self.handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?).await?;
-        let plain = self.handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?).await?;
+        let first = self
+            .handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?)
+            .await?;
+        let plain = self
+            .handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?)
+            .await?;
         let op = self.sponsor(version, &self.op(version, sender, None, call()).await?)?;
         let sponsored = self.handle_op(version, self.sign(version, &op, &owner)?).await?;
 
         let owner = PrivateKeySigner::random();
-        let sender =
-            account::account_address(c.account_factory(version), c.account_implementation(version), owner.address(), U256::ZERO);
+        let sender = account::account_address(
+            c.account_factory(version),
+            c.account_implementation(version),
+            owner.address(),
+            U256::ZERO,
+        );
         let init = Some((c.account_factory(version), account::factory_data(owner.address(), U256::ZERO)));
         let op = self.sponsor(version, &self.op(version, sender, init, call()).await?)?;
         let sponsored_first = self.handle_op(version, self.sign(version, &op, &owner)?).await?;
@@ -144,13 +164,21 @@ impl Bench {
             salt: U256::ZERO,
         };
         let call = || -> Bytes {
-            simple_account_v07::SimpleAccount::executeCall { dest: random_address(), value: U256::ZERO, func: Bytes::new() }
-                .abi_encode()
-                .into()
+            simple_account_v07::SimpleAccount::executeCall {
+                dest: random_address(),
+                value: U256::ZERO,
+                func: Bytes::new(),
+            }
+            .abi_encode()
+            .into()
         };
         let init = Some((factory, Bytes::from(create.abi_encode())));
-        let first = self.handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?).await?;
-        let plain = self.handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?).await?;
+        let first = self
+            .handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?)
+            .await?;
+        let plain = self
+            .handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?)
+            .await?;
         Ok([first, plain])
     }
 
@@ -211,9 +239,15 @@ async fn main() -> Result<()> {
         let [first, plain, sponsored, sponsored_first] = bench.peruri(version).await?;
         let [simple_first, simple_plain] = bench.simple_account(version).await?;
         first_ops.push(first);
-        println!("| first UserOp, deploys the account | {version} | {first} | {simple_first} | {} |", ratio(first, simple_first));
+        println!(
+            "| first UserOp, deploys the account | {version} | {first} | {simple_first} | {} |",
+            ratio(first, simple_first)
+        );
         println!("| plain call UserOp | {version} | {plain} | {simple_plain} | {} |", ratio(plain, simple_plain));
-        println!("| paymaster-sponsored call UserOp | {version} | {sponsored} | – | {} (vs. Peruri unsponsored) |", ratio(sponsored, plain));
+        println!(
+            "| paymaster-sponsored call UserOp | {version} | {sponsored} | – | {} (vs. Peruri unsponsored) |",
+            ratio(sponsored, plain)
+        );
         println!(
             "| paymaster-sponsored first UserOp | {version} | {sponsored_first} | – | {} (vs. Peruri unsponsored) |",
             ratio(sponsored_first, first)

@@ -75,3 +75,31 @@ async fn node_is_killed_on_drop() {
     drop(chain);
     assert!(std::net::TcpStream::connect(&address).is_err(), "nothing listens after drop");
 }
+
+#[tokio::test]
+async fn besu_genesis_alloc_is_what_the_local_chain_runs() {
+    use custody_contracts::besu::{GenesisConfig, ValidatorKey, write_network};
+    use custody_contracts::{DeployConfig, EntryPointVersion};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<ValidatorKey> = (0..3).map(|_| ValidatorKey::random()).collect();
+    write_network(dir.path(), &GenesisConfig::new(keys.iter().map(ValidatorKey::address).collect()), &keys).unwrap();
+    let genesis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("genesis.json")).unwrap()).unwrap();
+
+    let chain = LocalChain::start().await.expect("local chain starts");
+    let provider = chain.provider();
+    let block = provider.get_block_by_number(Default::default()).await.unwrap().unwrap();
+    assert_eq!(genesis["gasLimit"], format!("{:#x}", block.header.gas_limit));
+    assert_eq!(genesis["config"]["chainId"], chain.chain_id());
+    for (address, account) in genesis["alloc"].as_object().unwrap() {
+        let address: Address = address.parse().unwrap();
+        let code = provider.get_code_at(address).await.unwrap();
+        assert_eq!(code.to_string(), account["code"].as_str().unwrap(), "{address} code");
+        let nonce = provider.get_transaction_count(address).await.unwrap();
+        assert_eq!(format!("{nonce:#x}"), account["nonce"].as_str().unwrap(), "{address} nonce");
+    }
+    // And it is used: the EntryPoints deploy through it to their canonical addresses.
+    let deployment = chain.deploy(&DeployConfig::single_operator(chain.dev_accounts()[0].address())).await.unwrap();
+    assert_eq!(deployment.contracts.entry_point_v08, EntryPointVersion::V08.address());
+}
