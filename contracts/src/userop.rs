@@ -316,6 +316,27 @@ mod tests {
         }
     }
 
+    /// Vectors computed by the canonical EntryPoints' `getUserOpHash` (chain id 1) for [`sample`].
+    #[test]
+    fn hashes_match_entry_point_vectors() {
+        let op = sample().pack().expect("packs");
+        assert_eq!(
+            op.hash(EntryPointVersion::V07, EntryPointVersion::V07.address(), 1),
+            alloy::primitives::b256!("0xe61fce898e6a0746ec3fc30487bd8db7ee11589d97b67d6c08e99ce321ae2dc1")
+        );
+        assert_eq!(
+            op.hash(EntryPointVersion::V08, EntryPointVersion::V08.address(), 1),
+            alloy::primitives::b256!("0x8186b221c49558687adb9e5788eb73f05575c20f1cae60ff52c8567453944916")
+        );
+        // The signature is not hashed.
+        let unsigned = PackedUserOperation { signature: Bytes::new(), ..op.clone() };
+        assert_eq!(unsigned.hash_v07(Address::ZERO, 1), op.hash_v07(Address::ZERO, 1));
+        // v0.7 accounts sign the EIP-191 prefixed hash, v0.8 accounts the hash itself.
+        let h = op.hash_v08(EntryPointVersion::V08.address(), 1);
+        assert_eq!(signing_digest(EntryPointVersion::V08, h), h);
+        assert_eq!(signing_digest(EntryPointVersion::V07, h), eip191_hash_message(h));
+    }
+
     #[test]
     fn pack_unpack_round_trip() {
         let op = sample();
