@@ -104,6 +104,28 @@ async fn main() {
     let full_user = iters as f64 / start.elapsed().as_secs_f64();
     line("user key, cached unwrap: full path vs C_Sign", full_user, raw_sign, "sig/s");
 
+    // What the check costs: one k256 verification of the same shape.
+    let sk = k256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+    let sigs: Vec<(B256, k256::ecdsa::Signature)> = (0..iters)
+        .map(|i| {
+            let d = digest(i);
+            (d, k256::ecdsa::signature::hazmat::PrehashSigner::sign_prehash(&sk, d.as_slice()).unwrap())
+        })
+        .collect();
+    let verify = rate(iters, |i| {
+        k256::ecdsa::signature::hazmat::PrehashVerifier::verify_prehash(
+            sk.verifying_key(),
+            sigs[i].0.as_slice(),
+            &sigs[i].1,
+        )
+        .unwrap();
+    });
+    println!(
+        "| {:<46} | {verify:>10.0} op/s  | (reference: the check alone, {:.0} µs) |",
+        "k256 verification",
+        1e6 / verify
+    );
+
     // 2. Cold unwraps: a different user each time, cache emptied first.
     let cold_n = (iters / 4).max(50);
     let mut users = Vec::with_capacity(cold_n);
@@ -159,6 +181,21 @@ async fn main() {
     }
     let create = create_n as f64 / start.elapsed().as_secs_f64();
     line("user key creation (+ store, SQLite) vs raw gen+wrap", create, raw_create, "key/s");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let ring = ring.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..create_n / 4 {
+                ring.create_user(&format!("par-{task}-{i}")).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let par_create = (create_n / 4 * 4) as f64 / start.elapsed().as_secs_f64();
+    line("user key creation, 4 concurrent vs raw gen+wrap", par_create, raw_create, "key/s");
 
     // 4. Two concurrent signers: throughput and latency percentiles.
     let per_task = iters / 2;

@@ -75,10 +75,10 @@ impl Keyring {
 
     /// Creates infrastructure key `name` (an error if an active one exists).
     pub async fn create_infra(&self, name: &str) -> Result<KeyRecord, Error> {
-        if self.store.active(KeyClass::Infra, name).await?.is_some() {
+        let (version, active) = self.store.versions(KeyClass::Infra, name).await?;
+        if active {
             return Err(Error::KeyExists(format!("infra {name}")));
         }
-        let version = self.store.next_version(KeyClass::Infra, name).await?;
         let (backend, backend_ref, public) = match &self.backend {
             Backend::Pkcs11(hsm) => {
                 let label = format!("infra/{name}/v{version}");
@@ -114,10 +114,10 @@ impl Keyring {
     /// Creates the owner key of `user_id`: generated in the HSM and stored only
     /// wrapped under the current KEK (on KMS: a KMS key). An error if one is active.
     pub async fn create_user(&self, user_id: &str) -> Result<KeyRecord, Error> {
-        if self.store.active(KeyClass::User, user_id).await?.is_some() {
+        let (version, active) = self.store.versions(KeyClass::User, user_id).await?;
+        if active {
             return Err(Error::KeyExists("user key".to_owned()));
         }
-        let version = self.store.next_version(KeyClass::User, user_id).await?;
         let id = new_id();
         let now = now_millis();
         let mut record = KeyRecord {

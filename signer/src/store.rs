@@ -248,12 +248,20 @@ impl KeyStore {
 
     /// The next free version for `class` and `name`.
     pub async fn next_version(&self, class: KeyClass, name: &str) -> Result<i64, Error> {
-        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM keys WHERE class = $1 AND name = $2")
-            .bind(class.as_str())
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>("v")? + 1)
+        Ok(self.versions(class, name).await?.0)
+    }
+
+    /// In one query: the next free version, and whether an active version exists.
+    pub async fn versions(&self, class: KeyClass, name: &str) -> Result<(i64, bool), Error> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) AS v, COUNT(CASE WHEN state = 'active' THEN 1 END) AS active \
+             FROM keys WHERE class = $1 AND name = $2",
+        )
+        .bind(class.as_str())
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get::<i64, _>("v")? + 1, row.try_get::<i64, _>("active")? > 0))
     }
 
     /// Every key, oldest first, optionally of one class.
