@@ -4,6 +4,7 @@
 mod account;
 mod chain;
 mod deploy;
+mod hsm_owner;
 mod paymaster;
 mod setup;
 mod tokens;
