@@ -14,25 +14,25 @@ use crate::{BackendKind, Error, KeyBackend, address_of};
 impl Hsm {
     /// Creates an AES-256 KEK labelled `label` unless one exists. Returns whether it was created.
     pub async fn ensure_kek(&self, label: &str) -> Result<bool, Error> {
-        let label = label.to_owned();
-        self.run(move |_, s| {
-            if objects::find(s, ObjectClass::SECRET_KEY, &label).map_err(p11("C_FindObjects"))?.is_some() {
-                return Ok(false);
-            }
-            objects::generate_kek(s, &label).map_err(p11("C_GenerateKey"))?;
-            Ok(true)
-        })
-        .await
+        self.ensure_secret(label, objects::generate_kek).await
     }
 
     /// Creates the HMAC-SHA256 pseudonym key labelled `label` unless one exists.
     pub async fn ensure_hmac_key(&self, label: &str) -> Result<bool, Error> {
+        self.ensure_secret(label, objects::generate_hmac_key).await
+    }
+
+    async fn ensure_secret(
+        &self,
+        label: &str,
+        generate: fn(&cryptoki::session::Session, &str) -> cryptoki::error::Result<cryptoki::object::ObjectHandle>,
+    ) -> Result<bool, Error> {
         let label = label.to_owned();
         self.run(move |_, s| {
             if objects::find(s, ObjectClass::SECRET_KEY, &label).map_err(p11("C_FindObjects"))?.is_some() {
                 return Ok(false);
             }
-            objects::generate_hmac_key(s, &label).map_err(p11("C_GenerateKey"))?;
+            generate(s, &label).map_err(p11("C_GenerateKey"))?;
             Ok(true)
         })
         .await
