@@ -58,12 +58,7 @@ pub fn replay_safe_hash(account: Address, chain_id: u64, hash: B256) -> B256 {
         verifying_contract: account,
     };
     let struct_hash = keccak256((keccak256("PeruriMessage(bytes32 hash)"), hash).abi_encode());
-    let mut preimage = [0u8; 66];
-    preimage[0] = 0x19;
-    preimage[1] = 0x01;
-    preimage[2..34].copy_from_slice(domain.separator().as_slice());
-    preimage[34..].copy_from_slice(struct_hash.as_slice());
-    keccak256(preimage)
+    crate::userop::eip712_digest(&domain, struct_hash)
 }
 
 #[cfg(test)]

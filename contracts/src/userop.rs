@@ -262,13 +262,17 @@ impl PackedUserOperation {
             chain_id: chain_id,
             verifying_contract: entry_point,
         };
-        let mut preimage = [0u8; 66];
-        preimage[0] = 0x19;
-        preimage[1] = 0x01;
-        preimage[2..34].copy_from_slice(domain.separator().as_slice());
-        preimage[34..].copy_from_slice(struct_hash.as_slice());
-        keccak256(preimage)
+        eip712_digest(&domain, struct_hash)
     }
+}
+
+/// The EIP-712 digest `keccak256(0x1901 ‖ domainSeparator ‖ structHash)`.
+pub(crate) fn eip712_digest(domain: &alloy::sol_types::Eip712Domain, struct_hash: B256) -> B256 {
+    let mut preimage = [0u8; 66];
+    preimage[..2].copy_from_slice(&[0x19, 0x01]);
+    preimage[2..34].copy_from_slice(domain.separator().as_slice());
+    preimage[34..].copy_from_slice(struct_hash.as_slice());
+    keccak256(preimage)
 }
 
 /// The 32-byte digest the account owner signs for `user_op_hash`: EIP-191 prefixed for v0.7 (as
