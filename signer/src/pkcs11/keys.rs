@@ -103,6 +103,11 @@ impl Hsm {
         .await
     }
 
+    /// Checks that the token answers on a pooled session (readiness).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.run(|_, s| s.get_session_info().map(drop).map_err(p11("C_GetSessionInfo"))).await
+    }
+
     /// Destroys every unwrapped user key held in session objects; the next
     /// signature of each user unwraps its blob again.
     pub async fn evict_unwrapped(&self) -> Result<usize, Error> {
