@@ -15,6 +15,66 @@ pub(crate) struct Config {
     pub(crate) database: DatabaseConfig,
     #[serde(default)]
     pub(crate) signer: SignerConfig,
+    #[serde(default)]
+    pub(crate) server: ServerConfig,
+    #[serde(default)]
+    pub(crate) auth: AuthConfig,
+    #[serde(default)]
+    pub(crate) chain: ChainConfig,
+}
+
+/// The HTTP listener and its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    pub(crate) listen: std::net::SocketAddr,
+    pub(crate) body_limit_bytes: usize,
+    pub(crate) request_timeout_secs: u64,
+    /// Seconds a graceful shutdown waits for requests in flight.
+    pub(crate) drain_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_secs: 10,
+            drain_secs: 10,
+        }
+    }
+}
+
+/// JWT verification.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthConfig {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    #[serde(default)]
+    pub(crate) keys: Vec<JwtKeyConfig>,
+}
+
+/// One verification key with its algorithm allow-list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwtKeyConfig {
+    pub(crate) kid: Option<String>,
+    /// Allowed algorithms: ES256, RS256, EdDSA (one family per key).
+    pub(crate) algorithms: Vec<String>,
+    /// The public key as PEM text, or …
+    pub(crate) public_key_pem: Option<String>,
+    /// … a file holding it.
+    pub(crate) public_key_file: Option<PathBuf>,
+}
+
+/// The chain the service reads and writes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainConfig {
+    pub(crate) rpc_url: Option<String>,
+    /// The deployment record (JSON: chainId, block, contracts) wallets are computed against.
+    pub(crate) deployment_file: Option<PathBuf>,
 }
 
 /// Where the service keeps its state.
@@ -136,6 +196,16 @@ impl Config {
         }
         if let Some(url) = var("CUSTODY_KMS_ENDPOINT_URL") {
             k.endpoint_url = Some(url);
+        }
+        if let Some(listen) = var("CUSTODY_LISTEN") {
+            self.server.listen =
+                listen.parse().with_context(|| format!("CUSTODY_LISTEN={listen:?} is not host:port"))?;
+        }
+        if let Some(url) = var("CUSTODY_CHAIN_RPC_URL") {
+            self.chain.rpc_url = Some(url);
+        }
+        if let Some(path) = var("CUSTODY_DEPLOYMENT_FILE") {
+            self.chain.deployment_file = Some(path.into());
         }
         Ok(())
     }

@@ -115,7 +115,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     println!("  custody keys sign --user alice --digest 0x$(printf %064x 1)");
     println!("  custody keys list");
 
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     info!("stopping the devnet");
     drop(chain);
     Ok(())
@@ -142,25 +142,4 @@ fn write_env(path: &std::path::Path, softhsm: &SoftHsm, db_url: &str) -> anyhow:
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -1,12 +1,16 @@
 //! `custody`: the Peruri Custody binary.
 //!
-//! Today it carries the operator commands over the signing core
-//! (`custody keys …`); the service itself (`serve`, `devnet`) is built on the
-//! same configuration and keyring.
+//! `serve` runs the API, `devnet` everything on one machine, and the operator
+//! commands (`keys`, `audit`) work on the same configuration and keyring.
 
+mod api;
+mod audit;
 mod cli;
 mod config;
+mod db;
 mod devnet;
+mod serve;
+mod shutdown;
 
 use std::path::PathBuf;
 
@@ -34,6 +38,11 @@ enum Command {
     Keys(cli::keys::KeysCommand),
     /// Run everything on this machine: SoftHSM token, keys, local chain, contracts.
     Devnet(devnet::DevnetArgs),
+    /// Serve the API (configuration from --config and CUSTODY_* variables).
+    Serve,
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +67,8 @@ fn main() -> std::process::ExitCode {
                 devnet::run(args, token).await
             }
             Command::Keys(cmd) => cli::keys::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
+            Command::Audit(cmd) => cli::audit::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
+            Command::Serve => serve::run(config::Config::load(cli.config.as_deref())?).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! Operator commands.
 
+pub(crate) mod audit;
 pub(crate) mod keys;
 
 use custody_signer::{Backend, Hsm, KeyStore, Keyring, Kms, KmsConfig, Pkcs11Config};
@@ -15,7 +16,11 @@ pub(crate) fn fail(e: &anyhow::Error) -> std::process::ExitCode {
 
 /// Connects to the configured backend and key store.
 pub(crate) async fn keyring(config: &Config) -> anyhow::Result<Keyring> {
-    let store = KeyStore::connect(&config.database.url).await?;
+    keyring_on(config, KeyStore::connect(&config.database.url).await?).await
+}
+
+/// Connects to the configured backend over an existing (migrated) key store.
+pub(crate) async fn keyring_on(config: &Config, store: KeyStore) -> anyhow::Result<Keyring> {
     let backend = match config.signer.backend {
         BackendChoice::Pkcs11 => {
             let p = &config.signer.pkcs11;

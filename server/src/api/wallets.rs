@@ -1,0 +1,139 @@
+//! Wallets and DID resolution.
+//!
+//! `POST /v1/wallets` (app, Idempotency-Key) · `GET /v1/wallets/{user_id}` (app) ·
+//! `GET /wallet/status` (user, about `sub`) · `GET /1.0/identifiers/{did}` (public, a
+//! Universal Resolver driver).
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use custody_accounts::{Did, DidResolution, Error as AccountsError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    AppState, REQUEST_ID,
+    auth::{Caller, Role},
+    error::ApiError,
+    idempotency,
+};
+use crate::audit::Entry;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateWallet {
+    user_id: String,
+}
+
+fn accounts_error(e: AccountsError) -> ApiError {
+    match e {
+        AccountsError::InvalidUserId(_) => ApiError::bad_request("invalid_user_id", e.to_string()),
+        AccountsError::MalformedDid(_) => ApiError::bad_request("malformed_did", e.to_string()),
+        other => ApiError::internal(&other),
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
+}
+
+/// Appends to the audit trail; a failure refuses the operation (503).
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    headers: &HeaderMap,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    let entry = Entry { actor: &caller.actor(), action, target, request_id: &request_id(headers), outcome };
+    state.audit.append(&entry).await.map(drop).map_err(|e| ApiError::unavailable(&e))
+}
+
+/// `POST /v1/wallets`: 201 with the new wallet, 200 with the existing one.
+pub(super) async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<CreateWallet>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::App)?;
+    let key = idempotency::key(&headers)?;
+    let Json(req) = body?;
+    let wallets = state.wallets()?;
+    let fp = idempotency::fingerprint("POST /v1/wallets", &json!({"user_id": req.user_id}));
+    if let Some(replay) = idempotency::lookup(&state.pool, &caller.sub, &key, &fp).await? {
+        return Ok((replay.status, Json(replay.body)).into_response());
+    }
+    // Refuse before any effect if the audit trail cannot be written.
+    let did = wallets.did_of(&req.user_id).await.map_err(accounts_error)?;
+    audit(&state, &caller, "wallet.create", &did.to_string(), &headers, "requested").await?;
+    let (wallet, created) = wallets.create(&req.user_id).await.map_err(accounts_error)?;
+    audit(
+        &state,
+        &caller,
+        "wallet.create",
+        &wallet.did.to_string(),
+        &headers,
+        if created { "created" } else { "existing" },
+    )
+    .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?;
+    idempotency::store(&state.pool, &caller.sub, &key, &fp, status, &body).await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /v1/wallets/{user_id}`.
+pub(super) async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::App)?;
+    let wallet = state.wallets()?.get(&user_id).await.map_err(accounts_error)?;
+    let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
+    Ok(Json(serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?))
+}
+
+/// `GET /wallet/status`: the caller's own wallet (`sub` is the user id).
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::User)?;
+    let wallet = state.wallets()?.get(&caller.sub).await.map_err(accounts_error)?;
+    Ok(Json(match wallet {
+        Some(w) => json!({"walletAddress": w.address.to_checksum(None), "type": "erc4337", "ready": true}),
+        None => json!({"walletAddress": null, "type": "erc4337", "ready": false}),
+    }))
+}
+
+/// `GET /1.0/identifiers/{did}`: the DID document (`application/did+json` or
+/// `application/did+ld+json`) or the resolution result, by Accept header.
+pub(super) async fn resolve(
+    State(state): State<Arc<AppState>>,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let did: Did = did.parse().map_err(accounts_error)?;
+    let resolution = state.wallets()?.resolve(&did).await.map_err(accounts_error)?;
+    let resolution = resolution.ok_or_else(|| ApiError::not_found("not_found", "DID not found"))?;
+    let deactivated = resolution.did_document_metadata.deactivated;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let status = if deactivated { StatusCode::GONE } else { StatusCode::OK };
+    let (content_type, body) = if accept.contains("application/did+json") {
+        ("application/did+json", serde_json::to_value(&resolution.did_document))
+    } else if accept.contains(DidResolution::DOCUMENT_MEDIA_TYPE) {
+        (DidResolution::DOCUMENT_MEDIA_TYPE, serde_json::to_value(&resolution.did_document))
+    } else {
+        (DidResolution::MEDIA_TYPE, serde_json::to_value(&resolution))
+    };
+    let body = body.map_err(|e| ApiError::internal(&e))?;
+    Ok((status, [(header::CONTENT_TYPE, content_type)], Json(body)).into_response())
+}

@@ -1,0 +1,205 @@
+//! The audit trail: an append-only, hash-chained table.
+//!
+//! ```text
+//! entry n: hash_n = SHA-256(hash_{n-1} ‖ JSON[seq, at, actor, action, target, request_id, outcome])
+//! ```
+//!
+//! Editing, deleting or reordering any entry breaks the chain at that entry,
+//! which [`Audit::verify`] names. Appends from several tasks or replicas race on
+//! the sequence number (the primary key) and retry.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+
+/// The hash before the first entry.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry, as the caller describes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Entry<'a> {
+    /// Who: the authenticated subject and role, or `cli`.
+    pub(crate) actor: &'a str,
+    /// What: e.g. `wallet.create`, `key.create`.
+    pub(crate) action: &'a str,
+    /// On what: a key id, DID or address (never a raw user id).
+    pub(crate) target: &'a str,
+    /// The request id.
+    pub(crate) request_id: &'a str,
+    /// `ok`, `denied`, `error`, …
+    pub(crate) outcome: &'a str,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Stored {
+    pub(crate) seq: i64,
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) request_id: String,
+    pub(crate) outcome: String,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+/// Why the chain does not verify.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuditError {
+    /// The database failed.
+    #[error("audit log: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The chain is broken at `seq`.
+    #[error("audit chain broken at entry {seq}: {reason}")]
+    Broken {
+        /// The first entry that does not verify.
+        seq: i64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Appends kept colliding.
+    #[error("audit log: could not append after {0} attempts")]
+    Contention(u32),
+}
+
+/// The audit trail on the service database.
+#[derive(Debug, Clone)]
+pub(crate) struct Audit {
+    pool: AnyPool,
+}
+
+fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
+    let body = serde_json::json!([seq, at, e.actor, e.action, e.target, e.request_id, e.outcome]);
+    let mut hasher = Sha256::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(body.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+impl Audit {
+    pub(crate) fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Appends an entry; an error means it was not written (and the caller must refuse the operation).
+    pub(crate) async fn append(&self, entry: &Entry<'_>) -> Result<i64, AuditError> {
+        const ATTEMPTS: u32 = 32;
+        for _ in 0..ATTEMPTS {
+            let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            let (seq, prev) = match last {
+                Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
+                None => (1, GENESIS.to_owned()),
+            };
+            let at = now_millis();
+            let hash = entry_hash(&prev, seq, at, entry);
+            let inserted = sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, action, target, request_id, outcome, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(seq)
+            .bind(at)
+            .bind(entry.actor)
+            .bind(entry.action)
+            .bind(entry.target)
+            .bind(entry.request_id)
+            .bind(entry.outcome)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => return Ok(seq),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AuditError::Contention(ATTEMPTS))
+    }
+
+    /// Recomputes the whole chain; the number of entries, or the first broken one.
+    pub(crate) async fn verify(&self) -> Result<i64, AuditError> {
+        let mut prev = GENESIS.to_owned();
+        let mut expected_seq = 1;
+        let mut after = 0i64;
+        loop {
+            let page = self.page(after, 1000).await?;
+            if page.is_empty() {
+                return Ok(expected_seq - 1);
+            }
+            for row in page {
+                let broken = |reason| AuditError::Broken { seq: row.seq, reason };
+                if row.seq != expected_seq {
+                    return Err(AuditError::Broken { seq: expected_seq, reason: "entry missing" });
+                }
+                if row.prev_hash != prev {
+                    return Err(broken("previous hash does not match"));
+                }
+                let entry = Entry {
+                    actor: &row.actor,
+                    action: &row.action,
+                    target: &row.target,
+                    request_id: &row.request_id,
+                    outcome: &row.outcome,
+                };
+                if entry_hash(&prev, row.seq, row.at, &entry) != row.hash {
+                    return Err(broken("contents do not match the hash"));
+                }
+                prev = row.hash;
+                expected_seq += 1;
+                after = row.seq;
+            }
+        }
+    }
+
+    /// Up to `limit` entries after sequence number `after`, oldest first.
+    pub(crate) async fn page(&self, after: i64, limit: i64) -> Result<Vec<Stored>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, target, request_id, outcome, prev_hash, hash \
+             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Stored {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    request_id: r.try_get("request_id")?,
+                    outcome: r.try_get("outcome")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(AuditError::from)
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_every_field_and_the_previous_hash() {
+        let e = Entry { actor: "a", action: "b", target: "c", request_id: "d", outcome: "ok" };
+        let base = entry_hash(GENESIS, 1, 5, &e);
+        assert_eq!(base.len(), 64);
+        assert_ne!(base, entry_hash(&base, 1, 5, &e));
+        assert_ne!(base, entry_hash(GENESIS, 2, 5, &e));
+        assert_ne!(base, entry_hash(GENESIS, 1, 6, &e));
+        assert_ne!(base, entry_hash(GENESIS, 1, 5, &Entry { outcome: "error", ..e.clone() }));
+        assert_ne!(base, entry_hash(GENESIS, 1, 5, &Entry { actor: "a\",\"b", ..e.clone() }));
+    }
+}

@@ -1,0 +1,191 @@
+//! A real `custody serve` process on a fresh SoftHSM token and database, with
+//! token minting for the test keys.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use custody_signer::test_utils::{Engine, SoftHsm, TestDb};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+pub const ISSUER: &str = "https://app.peruri.test";
+pub const AUDIENCE: &str = "peruri-custody";
+
+pub fn key_path(name: &str) -> String {
+    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Service {
+    pub url: String,
+    pub hsm: SoftHsm,
+    pub db: TestDb,
+    pub config: std::path::PathBuf,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+impl Service {
+    pub async fn start(engine: Engine) -> Self {
+        let hsm = SoftHsm::fresh("api").unwrap();
+        let db = TestDb::new(engine).await;
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = hsm.dir().join("custody.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+body_limit_bytes = 16384
+request_timeout_secs = 10
+drain_secs = 5
+
+[auth]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+
+[[auth.keys]]
+kid = "es"
+algorithms = ["ES256"]
+public_key_file = "{es}"
+
+[[auth.keys]]
+kid = "rs"
+algorithms = ["RS256"]
+public_key_file = "{rs}"
+
+[[auth.keys]]
+kid = "ed"
+algorithms = ["EdDSA"]
+public_key_file = "{ed}"
+"#,
+                es = key_path("es256-public.pem"),
+                rs = key_path("rs256-public.pem"),
+                ed = key_path("ed25519-public.pem"),
+            ),
+        )
+        .unwrap();
+        // The deterministic addresses of a deployment, as a deployment record.
+        let contracts =
+            custody_contracts::DeployConfig::single_operator(alloy_primitives::Address::repeat_byte(1)).addresses();
+        let deployment = custody_contracts::Deployment { chain_id: 1337, block: 0, contracts };
+        let deployment_file = hsm.dir().join("deployment.json");
+        std::fs::write(&deployment_file, serde_json::to_string(&deployment).unwrap()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_custody"))
+            .env("CUSTODY_DEPLOYMENT_FILE", &deployment_file)
+            .args(["--config"])
+            .arg(&config)
+            .arg("serve")
+            .env("SOFTHSM2_CONF", hsm.conf_path())
+            .env("CUSTODY_PKCS11_MODULE", hsm.module())
+            .env("CUSTODY_PKCS11_TOKEN", hsm.label())
+            .env("CUSTODY_PKCS11_PIN", hsm.user_pin().expose_secret())
+            .env("CUSTODY_DATABASE_URL", &db.url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut service =
+            Self { url: format!("http://127.0.0.1:{port}"), hsm, db, config, child, http: reqwest::Client::new() };
+        service.wait_ready().await;
+        service
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("custody serve exited: {status}");
+            }
+            if self.http.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("custody serve did not answer within 30 s");
+    }
+
+    /// Runs a `custody` subcommand against the same token and database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_custody"))
+            .args(args)
+            .env("SOFTHSM2_CONF", self.hsm.conf_path())
+            .env("CUSTODY_PKCS11_MODULE", self.hsm.module())
+            .env("CUSTODY_PKCS11_TOKEN", self.hsm.label())
+            .env("CUSTODY_PKCS11_PIN", self.hsm.user_pin().expose_secret())
+            .env("CUSTODY_DATABASE_URL", &self.db.url)
+            .output()
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.url)).bearer_auth(token).json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "clean exit on SIGTERM: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Standard claims for `sub` with `roles`, valid for ten minutes.
+pub fn claims(sub: &str, roles: &[&str]) -> Value {
+    json!({"sub": sub, "roles": roles, "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "nbf": now() - 5, "exp": now() + 600})
+}
+
+/// A token signed by test key `kid` ("es", "rs" or "ed").
+pub fn token_with(kid: &str, claims: &Value) -> String {
+    let (alg, key) = match kid {
+        "es" => (Algorithm::ES256, EncodingKey::from_ec_pem(&std::fs::read(key_path("es256-private.pem")).unwrap())),
+        "rs" => (Algorithm::RS256, EncodingKey::from_rsa_pem(&std::fs::read(key_path("rs256-private.pem")).unwrap())),
+        _ => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&std::fs::read(key_path("ed25519-private.pem")).unwrap())),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    encode(&header, claims, &key.unwrap()).unwrap()
+}
+
+/// An ES256 token for `sub` with `roles`.
+pub fn token(sub: &str, roles: &[&str]) -> String {
+    token_with("es", &claims(sub, roles))
+}
