@@ -4,7 +4,8 @@
 //! .devnet/softhsm   persistent SoftHSM2 token (KEK, pseudonym and infrastructure keys)
 //! .devnet/custody.db the key store (SQLite)
 //! local chain       Hardhat node, 2 s blocks, contracts deployed by the HSM admin key
-//! .devnet/devnet.json  rpc_url, chain_id, contracts, keys
+//! the API          http://127.0.0.1:8080, tokens signed by .devnet/jwt-es256.pem
+//! .devnet/devnet.json  api_url, rpc_url, chain_id, contracts, keys, tokens
 //! ```
 //!
 //! A second run reuses the token and the database; the chain starts fresh and the
@@ -38,6 +39,9 @@ pub(crate) struct DevnetArgs {
     /// Seconds between blocks (0: a block per transaction).
     #[arg(long, default_value_t = 2)]
     block_time: u64,
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
 }
 
 /// Provisions (or reuses) the devnet token and points this process at it.
@@ -87,38 +91,110 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     let provider = chain.provider_with(EthereumWallet::from(admin));
     let deployment = custody_contracts::deploy::deploy(&provider, &deploy).await.context("deploying the contracts")?;
 
+    let deployment_file = args.dir.join("deployment.json");
+    std::fs::write(&deployment_file, serde_json::to_string_pretty(&deployment)?)?;
+
+    // The API, in this process, over the same token, database and chain.
+    let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(&args.dir)?;
+    let config = api_config(&softhsm, &db_url, chain.rpc_url(), &deployment_file, jwt_public, args.listen);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {} (another devnet running? pass --listen)", args.listen))?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let api = tokio::spawn(crate::serve::serve_on(listener, config));
+    let mut tokens = serde_json::Map::new();
+    for (name, sub, role) in [
+        ("app", "app-backend", "app"),
+        ("officer", "officer-1", "officer"),
+        ("officer2", "officer-2", "officer"),
+        ("auditor", "auditor-1", "auditor"),
+        ("user", "demo-user", "user"),
+    ] {
+        tokens.insert(name.to_owned(), json!(crate::devnet_auth::token(&jwt_private, sub, &[role])?));
+    }
+
     let record = json!({
+        "api_url": api_url,
         "rpc_url": chain.rpc_url(),
         "chain_id": chain.chain_id(),
         "block": deployment.block,
         "contracts": deployment.contracts,
         "keys": keys,
+        "tokens": tokens,
+        "demo_user": "demo-user",
         "database_url": db_url,
         "softhsm2_conf": softhsm.conf_path(),
     });
     let path = args.dir.join("devnet.json");
     std::fs::write(&path, serde_json::to_string_pretty(&record)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    info!(rpc_url = chain.rpc_url(), "devnet ready");
+    info!(rpc_url = chain.rpc_url(), %api_url, "devnet ready");
 
     println!("Peruri Custody devnet is running (Ctrl-C stops it).\n");
+    println!("  api       {api_url}");
     println!("  chain     {} (chain id {}, {}s blocks)", chain.rpc_url(), chain.chain_id(), args.block_time);
-    println!("  state     {}", path.display());
+    println!("  state     {} (tokens for app, officer, officer2, auditor, user)", path.display());
     for (name, address) in &keys {
         println!("  key       {name:<10} {}", address.as_str().unwrap_or_default());
     }
     let env_file = args.dir.join("custody.env");
     write_env(&env_file, &softhsm, &db_url)?;
     println!("\nTry, in another shell:");
-    println!("  source {}", env_file.display());
-    println!("  custody keys create-user --user alice");
-    println!("  custody keys sign --user alice --digest 0x$(printf %064x 1)");
-    println!("  custody keys list");
+    println!("  APP=$(python3 -c 'import json;print(json.load(open(\"{}\"))[\"tokens\"][\"app\"])')", path.display());
+    println!(
+        "  curl -s -X POST {api_url}/v1/wallets -H \"Authorization: Bearer $APP\" -H 'Idempotency-Key: demo-1' \\\n       -H 'Content-Type: application/json' -d '{{\"user_id\":\"demo-user\"}}'"
+    );
+    println!("  curl -s {api_url}/v1/wallets/demo-user -H \"Authorization: Bearer $APP\"");
+    println!("  curl -s {api_url}/readyz");
+    println!("  source {}   # then: custody keys list", env_file.display());
 
     crate::shutdown::signal().await;
     info!("stopping the devnet");
+    // The API saw the same signal and drains on its own.
+    match tokio::time::timeout(Duration::from_secs(15), api).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => tracing::warn!("the API did not stop within 15 s"),
+    }
     drop(chain);
     Ok(())
+}
+
+/// The API configuration of the devnet.
+fn api_config(
+    softhsm: &SoftHsm,
+    db_url: &str,
+    rpc_url: &str,
+    deployment_file: &std::path::Path,
+    jwt_public: String,
+    listen: std::net::SocketAddr,
+) -> crate::config::Config {
+    use crate::config::*;
+    Config {
+        database: DatabaseConfig { url: db_url.to_owned() },
+        signer: SignerConfig {
+            backend: BackendChoice::Pkcs11,
+            pkcs11: Pkcs11Section {
+                module: softhsm.module().to_path_buf(),
+                token: softhsm.label().to_owned(),
+                pin: Some(softhsm.user_pin().clone()),
+                ..Default::default()
+            },
+            kms: KmsSection::default(),
+        },
+        server: ServerConfig { listen, ..Default::default() },
+        auth: AuthConfig {
+            issuer: crate::devnet_auth::ISSUER.to_owned(),
+            audience: crate::devnet_auth::AUDIENCE.to_owned(),
+            keys: vec![JwtKeyConfig {
+                kid: Some("devnet".into()),
+                algorithms: vec!["ES256".into()],
+                public_key_pem: Some(jwt_public),
+                public_key_file: None,
+            }],
+        },
+        chain: ChainConfig { rpc_url: Some(rpc_url.to_owned()), deployment_file: Some(deployment_file.to_path_buf()) },
+    }
 }
 
 /// Writes the environment that points `custody` at the devnet (0600: it holds the devnet PIN).

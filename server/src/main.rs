@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod db;
 mod devnet;
+mod devnet_auth;
 mod serve;
 mod shutdown;
 

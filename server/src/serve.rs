@@ -97,15 +97,20 @@ fn verifier_key(k: &JwtKeyConfig) -> anyhow::Result<VerifierKey> {
 
 /// Serves until SIGINT or SIGTERM, then drains for up to `drain_secs`.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    serve_on(listener, config).await
+}
+
+/// Serves on a bound listener until SIGINT or SIGTERM.
+pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
     let state = Arc::new(state(&config).await?);
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),
     };
     let app = api::router(state, limits);
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
     info!(addr = %listener.local_addr()?, "custody API listening");
     let drain = Duration::from_secs(config.server.drain_secs);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

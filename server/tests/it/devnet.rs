@@ -13,7 +13,7 @@ fn start(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_custody"))
         .args(["devnet", "--dir"])
         .arg(dir)
-        .args(["--block-time", "0"])
+        .args(["--block-time", "0", "--listen", "127.0.0.1:0"])
         .env_remove("SOFTHSM2_CONF")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -72,6 +72,37 @@ async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
     }
     let env = std::fs::read_to_string(dir.path().join("custody.env")).unwrap();
     assert!(env.contains("CUSTODY_PKCS11_PIN="));
+
+    // The API with its ready-made tokens: create the demo user's wallet and read it as the user.
+    let api = first["api_url"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let ready: serde_json::Value = http.get(format!("{api}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["chain"], "ok", "{ready}");
+    let tokens = &first["tokens"];
+    for name in ["app", "officer", "officer2", "auditor", "user"] {
+        assert!(tokens[name].as_str().is_some_and(|t| t.split('.').count() == 3), "token {name}");
+    }
+    let resp = http
+        .post(format!("{api}/v1/wallets"))
+        .bearer_auth(tokens["app"].as_str().unwrap())
+        .header("Idempotency-Key", "demo-1")
+        .json(&serde_json::json!({"user_id": first["demo_user"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let wallet: serde_json::Value = resp.json().await.unwrap();
+    let status: serde_json::Value = http
+        .get(format!("{api}/wallet/status"))
+        .bearer_auth(tokens["user"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["walletAddress"], wallet["address"]);
+    assert_eq!(status["ready"], true);
     stop(child);
     // The chain went with it.
     assert!(provider.get_chain_id().await.is_err(), "the local chain must stop with the devnet");
@@ -81,5 +112,13 @@ async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
     let second = wait_for_record(&mut child, &record_path);
     assert_eq!(first["keys"], second["keys"], "a second run reuses the token and its keys");
     assert_eq!(first["contracts"], second["contracts"], "the same deterministic addresses");
+    let api = second["api_url"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!("{api}/v1/wallets/demo-user"))
+        .bearer_auth(second["tokens"]["app"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the wallet made in the first run is still there");
     stop(child);
 }
