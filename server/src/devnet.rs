@@ -200,7 +200,6 @@ fn api_config(
 /// Writes the environment that points `custody` at the devnet (0600: it holds the devnet PIN).
 fn write_env(path: &std::path::Path, softhsm: &SoftHsm, db_url: &str) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let text = format!(
         "export SOFTHSM2_CONF={}\nexport CUSTODY_PKCS11_MODULE={}\nexport CUSTODY_PKCS11_TOKEN={}\n\
          export CUSTODY_PKCS11_PIN={}\nexport CUSTODY_DATABASE_URL={db_url}\n",
@@ -209,13 +208,5 @@ fn write_env(path: &std::path::Path, softhsm: &SoftHsm, db_url: &str) -> anyhow:
         softhsm.label(),
         softhsm.user_pin().expose_secret(),
     );
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
+    crate::devnet_auth::write_private(path, text.as_bytes())
 }

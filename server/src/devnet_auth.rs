@@ -34,9 +34,16 @@ pub(crate) fn token(private_pem: &str, sub: &str, roles: &[&str]) -> anyhow::Res
     Ok(encode(&header, &claims, &EncodingKey::from_ec_pem(private_pem.as_bytes())?)?)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes (or rewrites) a file only its owner can read: it holds devnet secrets.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
     Ok(())
 }

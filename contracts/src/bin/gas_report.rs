@@ -115,14 +115,7 @@ impl Bench {
     async fn peruri(&self, version: EntryPointVersion) -> Result<[u64; 4]> {
         let c = &self.deployment.contracts;
         let call = || account::execute(random_address(), U256::ZERO, Bytes::new());
-        let owner = PrivateKeySigner::random();
-        let sender = account::account_address(
-            c.account_factory(version),
-            c.account_implementation(version),
-            owner.address(),
-            U256::ZERO,
-        );
-        let init = Some((c.account_factory(version), account::factory_data(owner.address(), U256::ZERO)));
+        let (owner, sender, init) = fresh_account(c, version);
         let first = self
             .handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?)
             .await?;
@@ -132,14 +125,7 @@ impl Bench {
         let op = self.sponsor(version, &self.op(version, sender, None, call()).await?)?;
         let sponsored = self.handle_op(version, self.sign(version, &op, &owner)?).await?;
 
-        let owner = PrivateKeySigner::random();
-        let sender = account::account_address(
-            c.account_factory(version),
-            c.account_implementation(version),
-            owner.address(),
-            U256::ZERO,
-        );
-        let init = Some((c.account_factory(version), account::factory_data(owner.address(), U256::ZERO)));
+        let (owner, sender, init) = fresh_account(c, version);
         let op = self.sponsor(version, &self.op(version, sender, init, call()).await?)?;
         let sponsored_first = self.handle_op(version, self.sign(version, &op, &owner)?).await?;
         Ok([first, plain, sponsored, sponsored_first])
@@ -278,4 +264,20 @@ async fn main() -> Result<()> {
         if ptkn_100 <= 40_000 { "met" } else { "NOT met" },
     );
     Ok(())
+}
+
+/// A new owner, its counterfactual Peruri account and the initCode parts that deploy it.
+fn fresh_account(
+    c: &custody_contracts::Contracts,
+    version: EntryPointVersion,
+) -> (PrivateKeySigner, Address, Option<(Address, Bytes)>) {
+    let owner = PrivateKeySigner::random();
+    let sender = account::account_address(
+        c.account_factory(version),
+        c.account_implementation(version),
+        owner.address(),
+        U256::ZERO,
+    );
+    let init = Some((c.account_factory(version), account::factory_data(owner.address(), U256::ZERO)));
+    (owner, sender, init)
 }
