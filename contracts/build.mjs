@@ -54,6 +54,8 @@ const OURS = [
 const FROM_NPM = [
   ["EntryPointV07", "@account-abstraction/contracts-v07", "EntryPoint"],
   ["EntryPointV08", "@account-abstraction/contracts-v08", "EntryPoint"],
+  ["EntryPointSimulationsV07", "@account-abstraction/contracts-v07", "EntryPointSimulations"],
+  ["EntryPointSimulationsV08", "@account-abstraction/contracts-v08", "EntryPointSimulations"],
   ["SimpleAccountV07", "@account-abstraction/contracts-v07", "SimpleAccount"],
   ["SimpleAccountFactoryV07", "@account-abstraction/contracts-v07", "SimpleAccountFactory"],
   ["SimpleAccountV08", "@account-abstraction/contracts-v08", "SimpleAccount"],

@@ -18,10 +18,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-if [ -f contracts/build.mjs ]; then
-  step "contract artifacts rebuilt and compared"
-  node contracts/build.mjs --check
-fi
+step "contract artifacts rebuilt and compared"
+node contracts/build.mjs --check
+node bundler/test-contracts/build.mjs --check
 
 step "cargo nextest run"
 cargo nextest run --workspace --all-features --locked --no-fail-fast

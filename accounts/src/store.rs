@@ -158,6 +158,16 @@ impl IdentityMap {
             .map_err(Error::db("mark deployed"))?;
         Ok(result.rows_affected() == 1)
     }
+
+    /// Marks the DID of `user_id` deactivated: `false` if no ready wallet has that user id.
+    pub(crate) async fn deactivate(&self, user_id: &str) -> Result<bool, Error> {
+        let result = sqlx::query("UPDATE identity_map SET deactivated = 1 WHERE user_id = $1 AND state = 'ready'")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::db("deactivate"))?;
+        Ok(result.rows_affected() == 1)
+    }
 }
 
 fn entry(row: &AnyRow) -> Result<Entry, Error> {

@@ -235,6 +235,16 @@ impl Wallets {
         Ok(self.by_did(did).await?.map(|wallet| wallet.resolution(self.chain.chain_id)))
     }
 
+    /// Deactivates the DID of `user_id` (it then resolves as deactivated, HTTP 410); returns the
+    /// wallet as it is now, `None` if the user has none. Deactivating twice changes nothing.
+    pub async fn deactivate(&self, user_id: &str) -> Result<Option<Wallet>, Error> {
+        validate_user_id(user_id)?;
+        if !self.map.deactivate(user_id).await? {
+            return Ok(None);
+        }
+        self.get(user_id).await
+    }
+
     /// Records that the account at `address` is deployed: `false` if no wallet has that address.
     pub async fn mark_deployed(&self, address: Address) -> Result<bool, Error> {
         self.map.mark_deployed(address).await

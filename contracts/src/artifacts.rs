@@ -41,6 +41,8 @@ macro_rules! artifact {
 impl Artifact {
     artifact!(entry_point_v07, "EntryPointV07.json");
     artifact!(entry_point_v08, "EntryPointV08.json");
+    artifact!(entry_point_simulations_v07, "EntryPointSimulationsV07.json");
+    artifact!(entry_point_simulations_v08, "EntryPointSimulationsV08.json");
 }
 
 #[cfg(test)]

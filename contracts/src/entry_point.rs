@@ -67,6 +67,56 @@ alloy::sol! {
         function senderCreator() external view returns (address);
         function getDomainSeparatorV4() external view returns (bytes32);
     }
+
+    /// `EntryPointSimulations` (v0.7 and v0.8): never deployed; a bundler places its runtime code at the
+    /// EntryPoint's address in a simulated state and calls it there.
+    #[sol(rpc)]
+    #[derive(Debug)]
+    interface IEntryPointSimulations {
+        struct ReturnInfo {
+            uint256 preOpGas;
+            uint256 prefund;
+            uint256 accountValidationData;
+            uint256 paymasterValidationData;
+            bytes paymasterContext;
+        }
+        struct StakeInfo {
+            uint256 stake;
+            uint256 unstakeDelaySec;
+        }
+        struct AggregatorStakeInfo {
+            address aggregator;
+            StakeInfo stakeInfo;
+        }
+        struct ValidationResult {
+            ReturnInfo returnInfo;
+            StakeInfo senderInfo;
+            StakeInfo factoryInfo;
+            StakeInfo paymasterInfo;
+            AggregatorStakeInfo aggregatorInfo;
+        }
+        struct ExecutionResult {
+            uint256 preOpGas;
+            uint256 paid;
+            uint256 accountValidationData;
+            uint256 paymasterValidationData;
+            bool targetSuccess;
+            bytes targetResult;
+        }
+        struct DepositInfo {
+            uint256 deposit;
+            bool staked;
+            uint112 stake;
+            uint32 unstakeDelaySec;
+            uint48 withdrawTime;
+        }
+
+        function simulateValidation(PackedUserOperation calldata userOp) external returns (ValidationResult memory);
+        function simulateHandleOp(PackedUserOperation calldata op, address target, bytes calldata targetCallData)
+            external
+            returns (ExecutionResult memory);
+        function getDepositInfo(address account) external view returns (DepositInfo memory info);
+    }
 }
 
 /// The deterministic-deployment salt of the canonical EntryPoint v0.7.
@@ -115,6 +165,15 @@ impl EntryPointVersion {
         match self {
             Self::V07 => Artifact::entry_point_v07(),
             Self::V08 => Artifact::entry_point_v08(),
+        }
+    }
+
+    /// The committed `EntryPointSimulations` artifact (its runtime code goes at [`Self::address`] in a
+    /// simulated state).
+    pub fn simulations_artifact(self) -> &'static Artifact {
+        match self {
+            Self::V07 => Artifact::entry_point_simulations_v07(),
+            Self::V08 => Artifact::entry_point_simulations_v08(),
         }
     }
 
@@ -182,6 +241,12 @@ mod tests {
                 (IEntryPoint::Deposited::SIGNATURE, IEntryPoint::Deposited::SIGNATURE_HASH),
             ] {
                 assert!(abi.events().any(|e| e.selector() == topic), "{v}: event {name} missing");
+            }
+        }
+        for v in EntryPointVersion::ALL {
+            let sim = &v.simulations_artifact().abi;
+            for selector in IEntryPointSimulations::IEntryPointSimulationsCalls::selectors() {
+                assert!(sim.functions().any(|f| f.selector() == selector), "{v}: simulation {selector:?} missing");
             }
         }
         let v08 = abi(EntryPointVersion::V08);

@@ -259,7 +259,7 @@ impl LocalChain {
 
     /// Mine one block now.
     pub async fn mine(&self) -> Result<(), LocalChainError> {
-        self.rpc("evm_mine", ()).await.map(drop)
+        self.rpc("evm_mine", Vec::<u64>::new()).await.map(drop)
     }
 
     /// Set the timestamp of the next block.

@@ -1,4 +1,173 @@
-//! Activity mirror and token issuance: intake, policy, merkle batches, mints.
+//! Activity mirror and token issuance (`shared/DESIGN.md` §7): intake, policy, merkle batches, mints.
 //!
-//! See `shared/DESIGN.md` §7. Not built yet: it is tracked by its own issue and
-//! signs through `custody-signer`.
+//! ```text
+//! POST /activity/track ─► Issuance::track ──one DB transaction──► activity + policy items + outbox
+//!                                                                     │
+//!   Worker::tick:  batch ─► merkle tree (StandardMerkleTree shape), planned calls
+//!                  sign  ─► nonce + raw tx stored (HSM issuer / anchor keys)
+//!                  submit ─► eth_sendRawTransaction (same bytes on retry)
+//!                  confirm ─► receipts ─► activities confirmed with root, leaf and proof
+//!   calls: PLOG.anchor(batchId, root, n, uri) · PTKN.batchMint(batchId, …) · PBADGE.batchMint(batchId, …)
+//! ```
+//!
+//! Nothing is minted twice: each call's batch id is derived from the batch's root and refused on-chain
+//! a second time, and a signed transaction is kept and re-sent byte for byte.
+
+mod config;
+mod error;
+mod indexer;
+mod merkle;
+mod plan;
+mod policy;
+mod store;
+mod time;
+mod worker;
+
+pub use config::{AttendanceRule, PolicyConfig, TrainingRule, WorkerConfig};
+pub use error::Error;
+pub use indexer::Indexer;
+pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
+pub use plan::{IssuanceContracts, chain_batch_id};
+pub use store::{ActivityView, IssuedItem, NewActivity, Tracked};
+pub use worker::{Progress, Worker};
+
+use alloy::primitives::{Address, U256};
+use serde_json::json;
+use sqlx::{AnyPool, Row};
+
+use crate::{
+    policy::{Award, BURN, MINT, Policy},
+    store::Store,
+};
+
+/// The longest user id accepted (as the wallets service).
+const MAX_USER_ID_CHARS: usize = 256;
+
+/// Intake and reads of the activity mirror.
+#[derive(Clone, Debug)]
+pub struct Issuance {
+    store: Store,
+    policy: Policy,
+}
+
+impl Issuance {
+    /// The mirror on `pool` (migrated here) with the policy `rules`.
+    pub async fn open(pool: AnyPool, rules: PolicyConfig) -> Result<Self, Error> {
+        Ok(Self { store: Store::open(pool).await?, policy: Policy::new(rules) })
+    }
+
+    /// Stores an activity with what it issues and its outbox entry, in one transaction. Idempotent per
+    /// `(caller, key)`: a replay returns the first activity; other parameters are [`Error::IdempotencyConflict`].
+    pub async fn track(&self, caller: &str, key: &str, activity: NewActivity) -> Result<Tracked, Error> {
+        if !store::intake_kind_ok(&activity.kind) {
+            return Err(Error::Invalid("type must be 1 to 64 of [A-Za-z0-9_.-] and not start with '_'"));
+        }
+        validate(&activity)?;
+        self.store.track(&self.policy, caller, key, &activity, None).await
+    }
+
+    /// Mints `amount` whole PTKN to the user's account, through the same path (idempotent likewise).
+    pub async fn mint(
+        &self,
+        caller: &str,
+        key: &str,
+        user_id: &str,
+        amount: u64,
+        reason: &str,
+    ) -> Result<Tracked, Error> {
+        self.direct(caller, key, user_id, MINT, Award::Token(amount), reason).await
+    }
+
+    /// Burns `amount` whole PTKN from the user's account (spending), through the same path.
+    pub async fn burn(
+        &self,
+        caller: &str,
+        key: &str,
+        user_id: &str,
+        amount: u64,
+        reason: &str,
+    ) -> Result<Tracked, Error> {
+        self.direct(caller, key, user_id, BURN, Award::Burn(amount), reason).await
+    }
+
+    async fn direct(
+        &self,
+        caller: &str,
+        key: &str,
+        user_id: &str,
+        kind: &str,
+        award: Award,
+        reason: &str,
+    ) -> Result<Tracked, Error> {
+        if matches!(award, Award::Token(0) | Award::Burn(0)) {
+            return Err(Error::Invalid("amount must be at least 1"));
+        }
+        if reason.chars().count() > 256 {
+            return Err(Error::Invalid("reason is longer than 256 characters"));
+        }
+        let activity = NewActivity {
+            user_id: user_id.to_owned(),
+            kind: kind.to_owned(),
+            payload: json!({ "reason": reason }),
+            occurred_at: store::now_millis() / 1000,
+        };
+        validate(&activity)?;
+        self.store.track(&self.policy, caller, key, &activity, Some(award)).await
+    }
+
+    /// The activity `id` (`None` if unknown).
+    pub async fn activity(&self, id: &str) -> Result<Option<ActivityView>, Error> {
+        self.store.view(id).await
+    }
+
+    /// The PTKN balance of `account` (base units) in `token_balance_cache`, as last indexed.
+    pub async fn token_balance(&self, account: Address) -> Result<U256, Error> {
+        let row = sqlx::query("SELECT balance FROM token_balance_cache WHERE account = $1")
+            .bind(account.to_string())
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(Error::db("select balance"))?;
+        let Some(row) = row else { return Ok(U256::ZERO) };
+        let text: String = row.try_get("balance").map_err(Error::db("decode balance"))?;
+        text.parse().map_err(|_| Error::CorruptRow("token_balance_cache.balance"))
+    }
+
+    /// The badges `account` holds (`(badge id, amount)`, amount > 0) in `badge_index`, as last indexed.
+    pub async fn badges(&self, account: Address) -> Result<Vec<(U256, U256)>, Error> {
+        let rows = sqlx::query("SELECT badge_id, amount FROM badge_index WHERE account = $1")
+            .bind(account.to_string())
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(Error::db("select badges"))?;
+        let mut badges = Vec::new();
+        for row in rows {
+            let get = |c: &'static str| -> Result<U256, Error> {
+                let text: String = row.try_get(c).map_err(Error::db("decode badge"))?;
+                text.parse().map_err(|_| Error::CorruptRow("badge_index"))
+            };
+            let (id, amount) = (get("badge_id")?, get("amount")?);
+            if !amount.is_zero() {
+                badges.push((id, amount));
+            }
+        }
+        badges.sort();
+        Ok(badges)
+    }
+
+    /// Parses an RFC 3339 timestamp (`2026-01-05T08:00:00Z`) into Unix seconds.
+    pub fn parse_time(text: &str) -> Option<i64> {
+        time::parse_rfc3339(text)
+    }
+}
+
+fn validate(activity: &NewActivity) -> Result<(), Error> {
+    let id = &activity.user_id;
+    if id.is_empty() || id.chars().count() > MAX_USER_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(Error::Invalid("user_id must be 1 to 256 characters without control characters"));
+    }
+    let latest = store::now_millis() / 1000 + 86_400;
+    if activity.occurred_at <= 0 || activity.occurred_at > latest {
+        return Err(Error::Invalid("occurred_at must be after 1970 and not in the future"));
+    }
+    Ok(())
+}

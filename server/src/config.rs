@@ -21,17 +21,96 @@ pub(crate) struct Config {
     pub(crate) auth: AuthConfig,
     #[serde(default)]
     pub(crate) chain: ChainConfig,
+    #[serde(default)]
+    pub(crate) issuance: IssuanceSection,
+    /// `[bundler]`: the ERC-4337 bundler at `POST /rpc` (needs `[chain]`); off when absent.
+    #[serde(default)]
+    pub(crate) bundler: Option<custody_bundler::BundlerConfig>,
+}
+
+/// `[issuance]`: the activity mirror's policy rules and worker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct IssuanceSection {
+    /// `[issuance.policy]`: amounts (whole PTKN), thresholds and badge ids.
+    pub(crate) policy: custody_issuance::PolicyConfig,
+    /// Run the mirror worker and the indexer (they need `[chain]` rpc_url and deployment_file and the
+    /// infrastructure keys `issuer` and `anchor`).
+    pub(crate) worker: bool,
+    /// Most activities per merkle batch.
+    pub(crate) batch_size: usize,
+    /// Milliseconds between worker passes when idle.
+    pub(crate) batch_interval_ms: u64,
+    /// Most recipients per batchMint transaction.
+    pub(crate) max_mints_per_tx: usize,
+}
+
+impl Default for IssuanceSection {
+    fn default() -> Self {
+        let worker = custody_issuance::WorkerConfig::default();
+        Self {
+            policy: custody_issuance::PolicyConfig::default(),
+            worker: true,
+            batch_size: worker.batch_size,
+            batch_interval_ms: u64::try_from(worker.interval.as_millis()).unwrap_or(500),
+            max_mints_per_tx: worker.max_mints_per_tx,
+        }
+    }
 }
 
 /// The HTTP listener and its limits.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(crate) struct ServerConfig {
     pub(crate) listen: std::net::SocketAddr,
     pub(crate) body_limit_bytes: usize,
     pub(crate) request_timeout_secs: u64,
     /// Seconds a graceful shutdown waits for requests in flight.
     pub(crate) drain_secs: u64,
+    /// HTTPS, and optionally mutual TLS; plain HTTP when absent.
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) rate_limit: RateLimitConfig,
+}
+
+/// `[server.tls]`: the server's certificate and, for mutual TLS, the client CA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub(crate) cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key_file: PathBuf,
+    /// PEM CA certificates that issue client certificates; enables mutual TLS.
+    pub(crate) client_ca_file: Option<PathBuf>,
+    /// With a client CA: refuse clients without a certificate (`required`, the
+    /// default) or let them through to JWT auth (`optional`).
+    #[serde(default)]
+    pub(crate) client_cert: ClientCert,
+}
+
+/// Whether a client certificate is mandatory.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClientCert {
+    #[default]
+    Required,
+    Optional,
+}
+
+/// `[server.rate_limit]`: a token bucket per client IP address.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RateLimitConfig {
+    /// Sustained requests per second per client; 0 turns the limit off.
+    pub(crate) per_second: u32,
+    /// Requests a client may send at once above the sustained rate.
+    pub(crate) burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_second: 1000, burst: 2000 }
+    }
 }
 
 impl Default for ServerConfig {
@@ -41,6 +120,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 10,
             drain_secs: 10,
+            tls: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -201,6 +282,10 @@ impl Config {
             self.server.listen =
                 listen.parse().with_context(|| format!("CUSTODY_LISTEN={listen:?} is not host:port"))?;
         }
+        if let Some(rate) = var("CUSTODY_RATE_LIMIT_PER_SECOND") {
+            self.server.rate_limit.per_second =
+                rate.parse().with_context(|| format!("CUSTODY_RATE_LIMIT_PER_SECOND={rate:?} is not a number"))?;
+        }
         if let Some(url) = var("CUSTODY_CHAIN_RPC_URL") {
             self.chain.rpc_url = Some(url);
         }
@@ -223,6 +308,14 @@ impl Config {
             if p.max_sessions == 0 || p.unwrapped_cache == 0 {
                 bail!("signer.pkcs11: max_sessions and unwrapped_cache must be at least 1");
             }
+        }
+        let r = &self.server.rate_limit;
+        if r.per_second > 0 && r.burst == 0 {
+            bail!("server.rate_limit: burst must be at least 1 when per_second is set");
+        }
+        if let Some(tls) = &self.server.tls {
+            // Read the files now, so a typo fails at start-up, not at the first client.
+            crate::tls::server_config(tls).context("server.tls")?;
         }
         Ok(())
     }
@@ -264,6 +357,17 @@ mod tests {
         assert_eq!(config.signer.pkcs11.token, "from-env");
         assert_eq!(config.database.url, "postgres://db/custody");
         config.validate().expect("valid");
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("a TOML example in README.md") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("closed");
+        let config: Config = toml::from_str(&readme[start..end]).expect("the README's configuration parses");
+        assert_eq!(config.server.rate_limit.burst, 2000);
+        assert!(config.bundler.is_some_and(|b| !b.debug_methods));
+        assert_eq!(config.issuance.policy.milestones.get("first-wallet"), Some(&1000));
     }
 
     #[test]

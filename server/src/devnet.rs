@@ -96,7 +96,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 
     // The API, in this process, over the same token, database and chain.
     let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(&args.dir)?;
-    let config = api_config(&softhsm, &db_url, chain.rpc_url(), &deployment_file, jwt_public, args.listen);
+    let config = api_config(&softhsm, &db_url, Some(chain.rpc_url()), &deployment_file, jwt_public, args.listen);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (another devnet running? pass --listen)", args.listen))?;
@@ -160,11 +160,12 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     Ok(())
 }
 
-/// The API configuration of the devnet.
-fn api_config(
+/// The API configuration of the devnet (and of `custody bench`): this token, database and
+/// deployment, tokens from the devnet issuer.
+pub(crate) fn api_config(
     softhsm: &SoftHsm,
     db_url: &str,
-    rpc_url: &str,
+    rpc_url: Option<&str>,
     deployment_file: &std::path::Path,
     jwt_public: String,
     listen: std::net::SocketAddr,
@@ -193,7 +194,12 @@ fn api_config(
                 public_key_file: None,
             }],
         },
-        chain: ChainConfig { rpc_url: Some(rpc_url.to_owned()), deployment_file: Some(deployment_file.to_path_buf()) },
+        chain: ChainConfig {
+            rpc_url: rpc_url.map(str::to_owned),
+            deployment_file: Some(deployment_file.to_path_buf()),
+        },
+        issuance: IssuanceSection::default(),
+        bundler: Some(custody_bundler::BundlerConfig { debug_methods: true, ..Default::default() }),
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod api;
 mod audit;
+mod bench;
+mod bundler;
 mod cli;
 mod config;
 mod db;
@@ -12,6 +14,7 @@ mod devnet;
 mod devnet_auth;
 mod serve;
 mod shutdown;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -26,7 +29,7 @@ struct Cli {
     #[arg(long, global = true, env = "CUSTODY_CONFIG")]
     config: Option<PathBuf>,
     /// Log as JSON lines (production) instead of human-readable text.
-    #[arg(long, global = true, env = "CUSTODY_LOG_JSON")]
+    #[arg(long, global = true, env = "CUSTODY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -44,18 +47,28 @@ enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// Load generators that print figures against a same-run baseline.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Enrol the users of a CSV file (resumable: run it again after an interruption).
+    Enroll(cli::enroll::EnrollArgs),
+    /// Rebuild the token and badge caches from the chain's events, from block 0.
+    Reindex,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_json);
-    // The devnet's token must be in the environment before any thread starts.
-    let devnet_token = match &cli.command {
-        Command::Devnet(args) => match devnet::prepare(args) {
-            Ok(token) => Some(token),
-            Err(e) => return cli::fail(&e),
-        },
-        _ => None,
+    // The service logs each request (an access log); operator commands only problems.
+    init_tracing(cli.log_json, if matches!(cli.command, Command::Serve) { "info" } else { "warn" });
+    // A SoftHSM token must be in the environment before any thread starts.
+    let prepared = match &cli.command {
+        Command::Devnet(args) => devnet::prepare(args).map(Some),
+        Command::Bench(_) => bench::prepare().map(Some),
+        _ => Ok(None),
+    };
+    let softhsm = match prepared {
+        Ok(token) => token,
+        Err(e) => return cli::fail(&e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -63,13 +76,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Devnet(args) => {
-                let token = anyhow::Context::context(devnet_token, "devnet token not prepared")?;
-                devnet::run(args, token).await
-            }
+            Command::Devnet(args) => devnet::run(args, anyhow::Context::context(softhsm, "token not prepared")?).await,
+            Command::Bench(cmd) => bench::run(cmd, anyhow::Context::context(softhsm, "token not prepared")?).await,
             Command::Keys(cmd) => cli::keys::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
             Command::Audit(cmd) => cli::audit::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
+            Command::Enroll(args) => cli::enroll::run(args, &config::Config::load(cli.config.as_deref())?).await,
             Command::Serve => serve::run(config::Config::load(cli.config.as_deref())?).await,
+            Command::Reindex => serve::reindex(&config::Config::load(cli.config.as_deref())?).await,
         }
     });
     match result {
@@ -78,8 +91,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(json: bool) {
-    let filter = EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+fn init_tracing(json: bool, default_filter: &str) {
+    let filter = EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

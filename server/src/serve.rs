@@ -12,9 +12,11 @@ use crate::{
     api::{
         self, AppState, Limits,
         auth::{Auth, VerifierKey},
+        rate_limit::RateLimiter,
     },
     audit::Audit,
     config::{Config, JwtKeyConfig},
+    tls::{PeerAddr, TlsListener},
 };
 
 /// Builds the shared state: database (migrated), keyring, audit trail, token verifier.
@@ -27,7 +29,17 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
         Some(path) => Some(wallets(config, path, &keyring, &pool).await?),
         None => None,
     };
+    let issuance = custody_issuance::Issuance::open(pool.clone(), config.issuance.policy.clone()).await?;
+    let bundler = match (&config.bundler, &config.chain.rpc_url, &config.chain.deployment_file) {
+        (None, ..) => None,
+        (Some(bundler), Some(url), Some(path)) => {
+            Some(crate::bundler::start(bundler, &deployment_record(path)?, url, &keyring, &pool).await?)
+        }
+        (Some(_), ..) => bail!("[bundler] needs [chain] rpc_url and deployment_file"),
+    };
     Ok(AppState {
+        bundler,
+        issuance,
         wallets,
         keyring,
         audit: Audit::new(pool.clone()),
@@ -38,16 +50,89 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
     })
 }
 
-async fn wallets(
+/// Starts the mirror worker and the indexer until SIGINT or SIGTERM, when `[issuance] worker` is on and
+/// a chain, a deployment and the infrastructure keys `issuer` and `anchor` are there; intake runs anyway.
+async fn spawn_issuance(config: &Config, state: &AppState) -> anyhow::Result<()> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let section = &config.issuance;
+    let (true, Some(url), Some(path), Some(wallets)) =
+        (section.worker, &config.chain.rpc_url, &config.chain.deployment_file, &state.wallets)
+    else {
+        return Ok(());
+    };
+    let deployment = deployment_record(path)?;
+    let key = |name| state.keyring.signer(custody_signer::KeyClass::Infra, name);
+    let (Ok(issuer), Ok(anchorer)) = (key("issuer").await, key("anchor").await) else {
+        tracing::warn!("no active `issuer` and `anchor` keys: the mirror worker is not started");
+        return Ok(());
+    };
+    let provider = ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased();
+    let contracts = custody_issuance::IssuanceContracts::from(&deployment.contracts);
+    let interval = Duration::from_millis(section.batch_interval_ms.max(10));
+    let worker_config = custody_issuance::WorkerConfig {
+        batch_size: section.batch_size,
+        interval,
+        max_mints_per_tx: section.max_mints_per_tx,
+        ..Default::default()
+    };
+    let worker = custody_issuance::Worker::new(
+        &state.issuance,
+        wallets.clone(),
+        issuer,
+        anchorer,
+        provider.clone(),
+        contracts,
+        worker_config,
+    );
+    let indexer = custody_issuance::Indexer::new(&state.issuance, provider, contracts);
+    tokio::spawn(async move {
+        worker.run(crate::shutdown::signal()).await;
+        info!("mirror worker stopped");
+    });
+    tokio::spawn(async move {
+        indexer.run(interval, crate::shutdown::signal()).await;
+        info!("indexer stopped");
+    });
+    info!("mirror worker and indexer started");
+    Ok(())
+}
+
+fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts::Deployment> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing the deployment record {}", path.display()))
+}
+
+/// `custody reindex`: rebuilds `token_balance_cache` and `badge_index` from the chain's events from block 0.
+pub(crate) async fn reindex(config: &Config) -> anyhow::Result<()> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let url = config.chain.rpc_url.as_deref().context("reindex needs [chain] rpc_url")?;
+    let path = config.chain.deployment_file.as_deref().context("reindex needs [chain] deployment_file")?;
+    let contracts = custody_issuance::IssuanceContracts::from(&deployment_record(path)?.contracts);
+    let pool = connect_pool(&config.database.url).await?;
+    let issuance = custody_issuance::Issuance::open(pool, config.issuance.policy.clone()).await?;
+    let provider = ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased();
+    let indexer = custody_issuance::Indexer::new(&issuance, provider, contracts);
+    indexer.reset().await?;
+    let mut blocks = 0;
+    loop {
+        match indexer.step().await? {
+            0 => break,
+            n => blocks += n,
+        }
+    }
+    info!(blocks, "caches rebuilt from block 0");
+    Ok(())
+}
+
+/// The wallet service over `keyring` and `pool` for the deployment record at `path`
+/// (addresses checked against the factory once when a chain RPC URL is configured).
+pub(crate) async fn wallets(
     config: &Config,
     path: &std::path::Path,
     keyring: &custody_signer::Keyring,
     pool: &sqlx::AnyPool,
 ) -> anyhow::Result<custody_accounts::Wallets> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let deployment: custody_contracts::Deployment =
-        serde_json::from_str(&text).with_context(|| format!("parsing the deployment record {}", path.display()))?;
-    let chain = custody_accounts::ChainContext::from_deployment(&deployment);
+    let chain = custody_accounts::ChainContext::from_deployment(&deployment_record(path)?);
     let wallets = custody_accounts::Wallets::open(keyring.clone(), pool.clone(), chain).await?;
     if let Some(url) = &config.chain.rpc_url {
         use alloy::providers::ProviderBuilder;
@@ -106,19 +191,32 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 /// Serves on a bound listener until SIGINT or SIGTERM.
 pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
     let state = Arc::new(state(&config).await?);
+    spawn_issuance(&config, &state).await?;
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),
+        rate: RateLimiter::new(config.server.rate_limit),
     };
-    let app = api::router(state, limits);
-    info!(addr = %listener.local_addr()?, "custody API listening");
+    let app = api::router(state, limits).into_make_service_with_connect_info::<PeerAddr>();
     let drain = Duration::from_secs(config.server.drain_secs);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+    let shutdown = async {
         crate::shutdown::signal().await;
         info!("shutting down; draining requests");
         let _ = stop_tx.send(());
-    });
+    };
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.server.tls {
+        None => {
+            info!(addr = %listener.local_addr()?, "custody API listening (HTTP)");
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+        }
+        Some(tls) => {
+            let listener = TlsListener::new(listener, crate::tls::server_config(tls)?)?;
+            let mutual = tls.client_ca_file.is_some();
+            info!(addr = %axum::serve::Listener::local_addr(&listener)?, mutual, "custody API listening (HTTPS)");
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+        }
+    };
     tokio::select! {
         result = server => result.context("serving")?,
         () = async { let _ = stop_rx.await; tokio::time::sleep(drain).await } => {

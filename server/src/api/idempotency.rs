@@ -17,6 +17,15 @@ pub(crate) struct Replay {
     pub(crate) body: serde_json::Value,
 }
 
+/// The answer to a key reused with other parameters: 422, nothing done.
+pub(crate) fn conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with other parameters",
+    )
+}
+
 /// The request's idempotency key (required; 1–128 printable ASCII characters).
 pub(crate) fn key(headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers.get(HEADER).ok_or_else(|| {
@@ -44,11 +53,7 @@ pub(crate) async fn lookup(pool: &AnyPool, caller: &str, key: &str, fp: &str) ->
     let Some(row) = row else { return Ok(None) };
     let stored: String = row.try_get("request_hash").map_err(|e| ApiError::internal(&e))?;
     if stored != fp {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with other parameters",
-        ));
+        return Err(conflict());
     }
     let status: i64 = row.try_get("status").map_err(|e| ApiError::internal(&e))?;
     let body: String = row.try_get("body").map_err(|e| ApiError::internal(&e))?;

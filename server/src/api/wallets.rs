@@ -17,12 +17,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    AppState, REQUEST_ID,
+    AppState, audit,
     auth::{Caller, Role},
     error::ApiError,
     idempotency,
 };
-use crate::audit::Entry;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,29 +29,13 @@ pub(super) struct CreateWallet {
     user_id: String,
 }
 
-fn accounts_error(e: AccountsError) -> ApiError {
+/// The API answer to an accounts error: 400 for bad input, else a 500.
+pub(super) fn accounts_error(e: AccountsError) -> ApiError {
     match e {
         AccountsError::InvalidUserId(_) => ApiError::bad_request("invalid_user_id", e.to_string()),
         AccountsError::MalformedDid(_) => ApiError::bad_request("malformed_did", e.to_string()),
         other => ApiError::internal(&other),
     }
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned()
-}
-
-/// Appends to the audit trail; a failure refuses the operation (503).
-async fn audit(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    target: &str,
-    headers: &HeaderMap,
-    outcome: &str,
-) -> Result<(), ApiError> {
-    let entry = Entry { actor: &caller.actor(), action, target, request_id: &request_id(headers), outcome };
-    state.audit.append(&entry).await.map(drop).map_err(|e| ApiError::unavailable(&e))
 }
 
 /// `POST /v1/wallets`: 201 with the new wallet, 200 with the existing one.
@@ -99,6 +82,26 @@ pub(super) async fn get(
     let wallet = state.wallets()?.get(&user_id).await.map_err(accounts_error)?;
     let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
     Ok(Json(serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?))
+}
+
+/// `POST /v1/wallets/{user_id}/deactivate` (officer): the user's DID resolves as
+/// deactivated (410) from now on. Audited; deactivating twice is harmless.
+pub(super) async fn deactivate(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Officer)?;
+    let wallets = state.wallets()?;
+    let did = wallets.did_of(&user_id).await.map_err(accounts_error)?;
+    audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "requested").await?;
+    let Some(wallet) = wallets.deactivate(&user_id).await.map_err(accounts_error)? else {
+        audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "not_found").await?;
+        return Err(ApiError::not_found("wallet_not_found", "no wallet for this user"));
+    };
+    audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "deactivated").await?;
+    Ok(Json(json!({"did": wallet.did.to_string(), "address": wallet.address, "deactivated": wallet.deactivated})))
 }
 
 /// `GET /wallet/status`: the caller's own wallet (`sub` is the user id).

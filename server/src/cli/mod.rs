@@ -1,6 +1,7 @@
 //! Operator commands.
 
 pub(crate) mod audit;
+pub(crate) mod enroll;
 pub(crate) mod keys;
 
 use custody_signer::{Backend, Hsm, KeyStore, Keyring, Kms, KmsConfig, Pkcs11Config};

@@ -1,9 +1,13 @@
 //! Integration tests of the `custody` binary against real parts.
 
-#![allow(clippy::unwrap_used, unreachable_pub, missing_debug_implementations, dead_code)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, unreachable_pub, missing_debug_implementations, dead_code)]
 
+mod activity;
 mod auth;
 mod devnet;
+mod enroll;
+mod http;
 mod keys_cli;
 mod service;
+mod tls;
 mod wallets;

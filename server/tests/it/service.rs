@@ -30,6 +30,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(engine: Engine) -> Self {
+        Self::start_with(engine, "").await
+    }
+
+    /// Starts with `extra` TOML appended to the configuration (e.g. `[server.tls]`).
+    pub async fn start_with(engine: Engine, extra: &str) -> Self {
         let hsm = SoftHsm::fresh("api").unwrap();
         let db = TestDb::new(engine).await;
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -62,6 +67,8 @@ public_key_file = "{rs}"
 kid = "ed"
 algorithms = ["EdDSA"]
 public_key_file = "{ed}"
+
+{extra}
 "#,
                 es = key_path("es256-public.pem"),
                 rs = key_path("rs256-public.pem"),
@@ -85,23 +92,32 @@ public_key_file = "{ed}"
             .env("CUSTODY_PKCS11_TOKEN", hsm.label())
             .env("CUSTODY_PKCS11_PIN", hsm.user_pin().expose_secret())
             .env("CUSTODY_DATABASE_URL", &db.url)
+            .env("CUSTODY_LOG_JSON", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(hsm.dir().join("custody.log")).unwrap())
             .spawn()
             .unwrap();
+        let tls = extra.contains("[server.tls]");
+        let scheme = if tls { "https" } else { "http" };
         let mut service =
-            Self { url: format!("http://127.0.0.1:{port}"), hsm, db, config, child, http: reqwest::Client::new() };
-        service.wait_ready().await;
+            Self { url: format!("{scheme}://127.0.0.1:{port}"), hsm, db, config, child, http: reqwest::Client::new() };
+        service.wait_ready(tls, port).await;
         service
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits for `/healthz` (plain HTTP) or for the port to accept (HTTPS).
+    async fn wait_ready(&mut self, tls: bool, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("custody serve exited: {status}");
             }
-            if self.http.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+            let up = if tls {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            } else {
+                self.http.get(format!("{}/healthz", self.url)).send().await.is_ok()
+            };
+            if up {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -118,6 +134,7 @@ public_key_file = "{ed}"
             .env("CUSTODY_PKCS11_TOKEN", self.hsm.label())
             .env("CUSTODY_PKCS11_PIN", self.hsm.user_pin().expose_secret())
             .env("CUSTODY_DATABASE_URL", &self.db.url)
+            .env("CUSTODY_DEPLOYMENT_FILE", self.hsm.dir().join("deployment.json"))
             .output()
             .unwrap()
     }
@@ -142,14 +159,14 @@ public_key_file = "{ed}"
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) {
+    /// Sends SIGTERM, waits for a clean exit, and returns the service's log.
+    pub fn stop(mut self) -> String {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "clean exit on SIGTERM: {status}");
-                return;
+                assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", self.log());
+                return self.log();
             }
             assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
@@ -157,10 +174,20 @@ public_key_file = "{ed}"
     }
 }
 
+impl Service {
+    /// The service's log so far (JSON lines on stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.hsm.dir().join("custody.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- custody serve log ---\n{}", self.log());
+        }
     }
 }
 

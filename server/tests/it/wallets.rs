@@ -54,6 +54,17 @@ async fn create_and_read(engine: Engine) {
     let (status, body) = s.get("/1.0/identifiers/did:peruri:NOT-VALID", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("malformed_did")));
 
+    // An officer deactivates the DID: it then resolves as 410 with deactivated metadata.
+    let path = "/v1/wallets/user-1/deactivate";
+    assert_eq!(s.post(path, &app, None, &json!({})).await.0, 403, "apps cannot deactivate");
+    let officer = token("officer-1", &["officer"]);
+    let (status, body) = s.post(path, &officer, None, &json!({})).await;
+    assert_eq!((status, &body["deactivated"], &body["did"]), (200, &json!(true), &json!(did)), "{body}");
+    assert_eq!(s.post(path, &officer, None, &json!({})).await.0, 200, "deactivating twice is harmless");
+    assert_eq!(s.post("/v1/wallets/nobody/deactivate", &officer, None, &json!({})).await.0, 404);
+    let (status, result) = s.get(&format!("/1.0/identifiers/{did}"), None).await;
+    assert_eq!((status, &result["didDocumentMetadata"]["deactivated"]), (410, &json!(true)), "{result}");
+
     // Every creation is in the audit trail, and the trail verifies.
     let out = s.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -61,6 +72,7 @@ async fn create_and_read(engine: Engine) {
     assert_eq!(status, 200);
     let entries = page["entries"].as_array().unwrap();
     assert!(entries.iter().any(|e| e["action"] == "wallet.create" && e["outcome"] == "created"), "{page}");
+    assert!(entries.iter().any(|e| e["action"] == "did.deactivate" && e["outcome"] == "deactivated"), "{page}");
     assert!(!page.to_string().contains("user-1"), "no user id in the audit trail");
     s.stop();
 }

@@ -1,0 +1,154 @@
+//! Load generator: N UserOperations from M accounts through `eth_sendUserOperation` on a chain with
+//! 2 s blocks; prints acceptance throughput and send → receipt latency percentiles, in seconds and
+//! in blocks (the baseline measured in the same run is the chain's own block interval: no receipt
+//! can come sooner than the next block).
+//!
+//! ```text
+//! cargo bench -p custody-bundler --bench send [-- --ops 200 --accounts 200 --rate 100]
+//! ```
+//!
+//! Validation is the test scaffolding validator (an `eth_call` of handleOps per operation) until the
+//! revm simulator is wired in. Owner keys are local (this measures the bundler); the bundler key is
+//! in SoftHSM2.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub, missing_debug_implementations)]
+
+#[path = "../tests/bundler/setup.rs"]
+#[allow(dead_code)]
+mod setup;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use custody_bundler::{Bundler, BundlingMode};
+use custody_contracts::test_utils::LocalChainConfig;
+use custody_contracts::userop::signing_digest;
+use custody_contracts::{EntryPointVersion, UserOperation, account};
+use custody_signer::test_utils::Engine;
+
+const VERSION: EntryPointVersion = EntryPointVersion::V08;
+const BLOCK_TIME: Duration = Duration::from_secs(2);
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn op_for(env: &setup::Env, owner: &PrivateKeySigner, key: u64, deploy: bool) -> UserOperation {
+    let sender = env.account(VERSION, owner.address());
+    let mut op = UserOperation {
+        sender,
+        nonce: U256::from(key) << 64,
+        factory: deploy.then(|| env.deployment.contracts.account_factory(VERSION)),
+        factory_data: deploy.then(|| account::factory_data(owner.address(), U256::ZERO)),
+        call_data: account::execute(Address::repeat_byte(0x11), U256::ZERO, Bytes::new()),
+        call_gas_limit: U256::from(100_000),
+        verification_gas_limit: U256::from(400_000),
+        pre_verification_gas: U256::from(50_000),
+        ..Default::default()
+    };
+    let hash = op.hash(VERSION, VERSION.address(), env.chain.chain_id()).unwrap();
+    op.signature = Bytes::from(owner.sign_hash_sync(&signing_digest(VERSION, hash)).unwrap().as_bytes().to_vec());
+    op
+}
+
+/// Sends `ops` at most `rate` per second; returns each hash with its send time, and the elapsed time.
+async fn send_all(bundler: &Arc<Bundler>, ops: Vec<UserOperation>, rate: usize) -> (Vec<(B256, Instant)>, Duration) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let bundler = bundler.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let hash = bundler.send_user_operation(op, VERSION.address()).await.unwrap();
+            (hash, sent)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    (out, start.elapsed())
+}
+
+/// Waits for every receipt; returns the latencies.
+async fn latencies(bundler: &Bundler, mut pending: Vec<(B256, Instant)>) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (hash, sent) in pending {
+            match bundler.user_operation_receipt(hash).await.unwrap() {
+                Some(r) => {
+                    assert!(r.success, "operation {hash} reverted");
+                    out.push(sent.elapsed());
+                }
+                None => still.push((hash, sent)),
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pending.is_empty(), "{} operations without a receipt after 300 s", pending.len());
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let (n, m, rate) = (arg("--ops", 200), arg("--accounts", 200), arg("--rate", 100));
+    let env =
+        setup::env_with(Engine::Sqlite, LocalChainConfig { block_time: Some(BLOCK_TIME), ..Default::default() }).await;
+    let mut config = env.config(BundlingMode::Auto);
+    config.max_bundle_ops = m.max(1);
+    let validator = Arc::new(setup::ChainValidator {
+        provider: env.provider.clone(),
+        chain_id: env.chain.chain_id(),
+        from: env.chain.dev_accounts()[1].address(),
+        staked: vec![custody_bundler::validation::Entity::Factory],
+    });
+    let pool = env.keys.db.pool().await;
+    let bundler =
+        Bundler::new(config, pool, vec![env.bundler_key.clone()], env.provider.clone(), validator, None).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(bundler.clone().run(async move {
+        let _ = stopped.await;
+    }));
+
+    let owners: Vec<PrivateKeySigner> = (0..m).map(|_| PrivateKeySigner::random()).collect();
+    // Warm-up (not measured): deploy every account with its first operation, 100 at a time so the
+    // (staked) factory stays within ERC-7562 reputation (opsSeen / 10 <= opsIncluded + 10).
+    for chunk in owners.chunks(100) {
+        let warm: Vec<UserOperation> = chunk.iter().map(|o| op_for(&env, o, 0, true)).collect();
+        let (sent, _) = send_all(&bundler, warm, rate).await;
+        latencies(&bundler, sent).await;
+    }
+
+    let ops: Vec<UserOperation> = (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false)).collect();
+    let (sent, took) = send_all(&bundler, ops, rate).await;
+    let mut lat = latencies(&bundler, sent).await;
+    lat.sort();
+    let _ = stop.send(());
+    runner.await.unwrap().unwrap();
+
+    let blocks = |d: Duration| d.as_secs_f64() / BLOCK_TIME.as_secs_f64();
+    println!("bundler load: {n} operations from {m} accounts, offered at {rate}/s, {}s blocks", BLOCK_TIME.as_secs());
+    println!("  acceptance      {:>8.1} ops/s ({n} in {:.2}s)", n as f64 / took.as_secs_f64(), took.as_secs_f64());
+    for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99)] {
+        let d = percentile(&lat, p);
+        println!(
+            "  send->receipt {name} {:>6.2}s = {:.2} blocks (baseline: 1 block = {}s)",
+            d.as_secs_f64(),
+            blocks(d),
+            BLOCK_TIME.as_secs()
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! Bundle building and tracking, per bundler key:
+//!
+//! ```text
+//! each poll: track this key's unmined transactions ── receipt → ops included (reputation, latency)
+//!                                                  ├─ nonce taken by another tx → ops back to pending
+//!                                                  └─ stuck N blocks → bump fees (re-broadcast at 0 fee),
+//!                                                                      then cancel (self-transfer)
+//!            if a new block (or sendBundleNow): select → eth_call handleOps ── FailedOp(i) → drop op i
+//!            (reason kept), retry → estimate gas → sign in the HSM → record (ops submitted) → broadcast
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::{Ethereum, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use custody_contracts::{EntryPointVersion, IEntryPoint, PackedUserOperation};
+use tracing::{info, warn};
+
+use crate::error::BundlerError;
+use crate::metrics;
+use crate::pool::entities;
+use crate::reputation::{ReputationStatus, THROTTLED_ENTITY_BUNDLE_COUNT};
+use crate::service::{Bundler, KeySlot, KeyState};
+use crate::store::{OpStatus, StoredOp, StoredTx, now_millis};
+use crate::validation::ValidationError;
+
+/// Most pending operations considered for one bundle.
+const SELECTION_WINDOW: i64 = 1_000;
+/// An operation whose `validUntil` is this close is not bundled any more.
+const VALID_UNTIL_MARGIN_SECS: u64 = 10;
+/// Gas for a cancelling self-transfer.
+const CANCEL_GAS: u64 = 21_000;
+
+/// The gas an operation may use (its limits summed), for the bundle budget.
+fn op_gas(op: &StoredOp) -> u64 {
+    let o = &op.op;
+    let sum = o.verification_gas_limit
+        + o.call_gas_limit
+        + o.pre_verification_gas
+        + o.paymaster_verification_gas_limit.unwrap_or_default()
+        + o.paymaster_post_op_gas_limit.unwrap_or_default();
+    u64::try_from(sum).unwrap_or(u64::MAX)
+}
+
+/// Fees raised enough for the node to accept a replacement (+20%); zero stays zero.
+fn bump(fee: u128) -> u128 {
+    if fee == 0 { 0 } else { fee + fee / 5 + 1 }
+}
+
+impl Bundler {
+    /// One builder step for `key`: track its transactions, then (auto mode and a new block, or
+    /// `force`) send a bundle per entry point. Returns the hashes of the transactions sent.
+    pub(crate) async fn tick(&self, key: &KeySlot, force: bool) -> Result<Vec<B256>, BundlerError> {
+        let mut state = key.state.lock().await;
+        let block = self.provider.get_block_number().await.map_err(|e| BundlerError::node("eth_blockNumber", e))?;
+        self.track(key, &mut state, block).await?;
+        let mut sent = Vec::new();
+        if !force && self.bundling_mode() == crate::BundlingMode::Manual {
+            return Ok(sent);
+        }
+        for version in self.config.entry_points.clone() {
+            if !force && state.last_bundle_block.get(&version).is_some_and(|b| *b >= block) {
+                continue;
+            }
+            if let Some(hash) = self.build_and_send(key, &mut state, version, block).await? {
+                state.last_bundle_block.insert(version, block);
+                sent.push(hash);
+            }
+        }
+        Ok(sent)
+    }
+
+    /// `debug_bundler_sendBundleNow`: bundles now with the first key (whatever the mode) and waits
+    /// for the transactions to be mined. Returns the last transaction hash, if a bundle was sent.
+    pub async fn send_bundle_now(&self) -> Result<Option<B256>, ValidationError> {
+        let Some(key) = self.keys.first() else { return Ok(None) };
+        let sent = self.tick(key, true).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !self.store.pending_txs(key.signer.address()).await?.is_empty() {
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut state = key.state.lock().await;
+            let block = self.provider.get_block_number().await.map_err(|e| BundlerError::node("eth_blockNumber", e))?;
+            self.track(key, &mut state, block).await?;
+        }
+        Ok(sent.last().copied())
+    }
+
+    async fn next_nonce(&self, key: &KeySlot, state: &mut KeyState) -> Result<u64, BundlerError> {
+        if let Some(n) = state.next_nonce {
+            return Ok(n);
+        }
+        let address = key.signer.address();
+        let chain = self
+            .provider
+            .get_transaction_count(address)
+            .pending()
+            .await
+            .map_err(|e| BundlerError::node("eth_getTransactionCount", e))?;
+        let stored = self.store.next_nonce(address).await?.unwrap_or(0);
+        let n = chain.max(stored);
+        state.next_nonce = Some(n);
+        Ok(n)
+    }
+
+    /// Picks operations for a bundle: best priority fee first, one per sender, no operation whose
+    /// accessed storage belongs to another's sender, throttled entities at most
+    /// `THROTTLED_ENTITY_BUNDLE_COUNT`, within the gas and count limits. Expired operations fail.
+    async fn select(&self, mut candidates: Vec<StoredOp>) -> Result<Vec<StoredOp>, BundlerError> {
+        candidates.sort_by_key(|o| std::cmp::Reverse(o.op.max_priority_fee_per_gas));
+        let now = u64::try_from(now_millis() / 1000).unwrap_or_default();
+        let mut senders = HashSet::new();
+        let mut accessed: HashSet<Address> = HashSet::new();
+        let mut per_entity: HashMap<Address, usize> = HashMap::new();
+        let mut gas = 0u64;
+        let mut selected = Vec::new();
+        for op in candidates {
+            if op.validated.valid_until <= now.saturating_add(VALID_UNTIL_MARGIN_SECS) {
+                self.store
+                    .set_status(
+                        &[op.hash],
+                        &[OpStatus::Pending],
+                        OpStatus::Failed,
+                        Some("expired: validUntil passed"),
+                        None,
+                    )
+                    .await?;
+                continue;
+            }
+            if op.validated.valid_after > now
+                || senders.contains(&op.op.sender)
+                || accessed.contains(&op.op.sender)
+                || op.validated.accessed_addresses.iter().any(|a| senders.contains(a))
+            {
+                continue;
+            }
+            let mut allowed = true;
+            for (_, address) in entities(&op.op).into_iter().skip(1) {
+                if self.config.trusted_entities.contains(&address) {
+                    continue;
+                }
+                match self.reputation.get(address).await?.status() {
+                    ReputationStatus::Ok => {}
+                    ReputationStatus::Throttled => {
+                        allowed &= per_entity.get(&address).copied().unwrap_or(0) < THROTTLED_ENTITY_BUNDLE_COUNT;
+                    }
+                    ReputationStatus::Banned => allowed = false,
+                }
+            }
+            let op_gas = op_gas(&op);
+            if !allowed || gas.saturating_add(op_gas) > self.config.max_bundle_gas {
+                continue;
+            }
+            gas += op_gas;
+            for (_, address) in entities(&op.op).into_iter().skip(1) {
+                *per_entity.entry(address).or_default() += 1;
+            }
+            senders.insert(op.op.sender);
+            accessed.extend(op.validated.accessed_addresses.iter().copied());
+            selected.push(op);
+            if selected.len() >= self.config.max_bundle_ops {
+                break;
+            }
+        }
+        Ok(selected)
+    }
+
+    async fn build_and_send(
+        &self,
+        key: &KeySlot,
+        state: &mut KeyState,
+        version: EntryPointVersion,
+        block: u64,
+    ) -> Result<Option<B256>, BundlerError> {
+        let Some(lock) = self.selection.get(&version) else { return Ok(None) };
+        let _selecting = lock.lock().await;
+        let candidates = self.store.ops_in(Some(version), OpStatus::Pending, SELECTION_WINDOW).await?;
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut ops = self.select(candidates).await?;
+        let from = key.signer.address();
+        let beneficiary = self.config.beneficiary.unwrap_or(from);
+        let entry_point = IEntryPoint::new(version.address(), self.provider.clone());
+        // Re-simulate the whole bundle; drop what the EntryPoint refuses, with its reason.
+        let (packed, gas) = loop {
+            if ops.is_empty() {
+                return Ok(None);
+            }
+            let packed = ops
+                .iter()
+                .map(|o| o.op.pack())
+                .collect::<Result<Vec<PackedUserOperation>, _>>()
+                .map_err(|e| BundlerError::corrupt("operation", e))?;
+            let call = entry_point.handleOps(packed.clone(), beneficiary).from(from);
+            let failure = match call.estimate_gas().await {
+                Ok(gas) => break (packed, gas),
+                Err(e) => {
+                    if let Some(f) = e.as_decoded_error::<IEntryPoint::FailedOp>() {
+                        (f.opIndex, f.reason)
+                    } else if let Some(f) = e.as_decoded_error::<IEntryPoint::FailedOpWithRevert>() {
+                        (f.opIndex, format!("{} (inner revert {})", f.reason, f.inner))
+                    } else {
+                        return Err(BundlerError::node("simulate handleOps", e));
+                    }
+                }
+            };
+            let (index, reason) = failure;
+            let index = usize::try_from(index).unwrap_or(usize::MAX);
+            if index >= ops.len() {
+                return Err(BundlerError::Config(format!(
+                    "EntryPoint reported FailedOp for op {index} of {}",
+                    ops.len()
+                )));
+            }
+            let failed = ops.remove(index);
+            warn!(op = %failed.hash, %reason, "operation failed bundle simulation; removed");
+            metrics::op_dropped_in_bundle(version);
+            self.store.set_status(&[failed.hash], &[OpStatus::Pending], OpStatus::Failed, Some(&reason), None).await?;
+        };
+        let gas_limit = gas + gas / 5;
+        let (max_fee, priority_fee) = self.fees().await?;
+        let nonce = self.next_nonce(key, state).await?;
+        let calldata = Bytes::from(IEntryPoint::handleOpsCall { ops: packed, beneficiary }.abi_encode());
+        let request = TransactionRequest::default().with_to(version.address()).with_input(calldata.clone());
+        let tx = self.sign(key, request, nonce, gas_limit, max_fee, priority_fee, version, block).await?;
+        let tx = StoredTx { op_hashes: ops.iter().map(|o| o.hash).collect(), ..tx };
+        if !self.store.record_tx(&tx, None).await? {
+            warn!("bundle operations were taken by another builder; not sent");
+            return Ok(None);
+        }
+        state.next_nonce = Some(nonce + 1);
+        self.broadcast(&tx).await;
+        metrics::bundle_sent(version, ops.len(), gas_limit);
+        info!(tx = %tx.tx_hash, ops = ops.len(), nonce, key = %from, entry_point = %version, "bundle sent");
+        Ok(Some(tx.tx_hash))
+    }
+
+    /// Current fees: zero on a zero-base-fee chain, else the node's EIP-1559 estimate.
+    async fn fees(&self) -> Result<(u128, u128), BundlerError> {
+        let latest = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| BundlerError::node("eth_getBlockByNumber", e))?;
+        if latest.and_then(|b| b.header.base_fee_per_gas).unwrap_or(0) == 0 {
+            return Ok((0, 0));
+        }
+        let fees = self.provider.estimate_eip1559_fees().await.map_err(|e| BundlerError::node("eth_feeHistory", e))?;
+        Ok((fees.max_fee_per_gas, fees.max_priority_fee_per_gas))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sign(
+        &self,
+        key: &KeySlot,
+        request: TransactionRequest,
+        nonce: u64,
+        gas_limit: u64,
+        max_fee: u128,
+        priority_fee: u128,
+        version: EntryPointVersion,
+        block: u64,
+    ) -> Result<StoredTx, BundlerError> {
+        let calldata = request.input.input().cloned().unwrap_or_default();
+        let request = request
+            .with_from(key.signer.address())
+            .with_nonce(nonce)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(priority_fee);
+        let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &key.wallet)
+            .await
+            .map_err(|e| BundlerError::Sign(Box::new(e)))?;
+        Ok(StoredTx {
+            tx_hash: *envelope.tx_hash(),
+            signer: key.signer.address(),
+            nonce,
+            entry_point: version,
+            op_hashes: Vec::new(),
+            raw: Bytes::from(envelope.encoded_2718()).to_string(),
+            calldata: calldata.to_string(),
+            gas_limit,
+            max_fee,
+            priority_fee,
+            sent_block: block,
+        })
+    }
+
+    /// Sends a recorded transaction; a failure is logged and the tracker retries when it looks stuck.
+    async fn broadcast(&self, tx: &StoredTx) {
+        let raw: Bytes = match tx.raw.parse() {
+            Ok(raw) => raw,
+            Err(e) => {
+                warn!(tx = %tx.tx_hash, error = %e, "stored raw transaction unreadable");
+                return;
+            }
+        };
+        if let Err(e) = self.provider.send_raw_transaction(&raw).await {
+            warn!(tx = %tx.tx_hash, error = %e, "broadcast failed; will retry when stuck");
+        }
+    }
+
+    /// Follows `key`'s unmined transactions, oldest nonce first.
+    async fn track(&self, key: &KeySlot, state: &mut KeyState, block: u64) -> Result<(), BundlerError> {
+        let address = key.signer.address();
+        let txs = self.store.pending_txs(address).await?;
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let chain_nonce = self
+            .provider
+            .get_transaction_count(address)
+            .await
+            .map_err(|e| BundlerError::node("eth_getTransactionCount", e))?;
+        let mut by_nonce: BTreeMap<u64, Vec<StoredTx>> = BTreeMap::new();
+        for tx in txs {
+            by_nonce.entry(tx.nonce).or_default().push(tx);
+        }
+        for (nonce, attempts) in by_nonce {
+            let mut mined = None;
+            for attempt in &attempts {
+                let receipt = self
+                    .provider
+                    .get_transaction_receipt(attempt.tx_hash)
+                    .await
+                    .map_err(|e| BundlerError::node("eth_getTransactionReceipt", e))?;
+                if let Some(receipt) = receipt {
+                    mined = Some((attempt, receipt));
+                    break;
+                }
+            }
+            let all_ops: Vec<B256> = attempts.iter().flat_map(|a| a.op_hashes.iter().copied()).collect();
+            if let Some((attempt, receipt)) = mined {
+                self.on_mined(attempt, &receipt).await?;
+                self.store.set_status(&all_ops, &[OpStatus::Submitted], OpStatus::Pending, None, None).await?;
+                self.store.close_nonce(address, nonce, Some(attempt.tx_hash)).await?;
+            } else if chain_nonce > nonce {
+                warn!(nonce, key = %address, "bundle nonce used by another transaction; operations back to the mempool");
+                self.store.set_status(&all_ops, &[OpStatus::Submitted], OpStatus::Pending, None, None).await?;
+                self.store.close_nonce(address, nonce, None).await?;
+                state.next_nonce = None;
+            } else if let Some(last) = attempts.last()
+                && block.saturating_sub(last.sent_block) >= self.config.stuck_after_blocks
+            {
+                self.unstick(key, last, attempts.len(), all_ops, block).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stuck transaction: bump it (or re-broadcast at zero fees), and after `max_bumps` cancel it.
+    async fn unstick(
+        &self,
+        key: &KeySlot,
+        last: &StoredTx,
+        attempts: usize,
+        ops: Vec<B256>,
+        block: u64,
+    ) -> Result<(), BundlerError> {
+        let (max_fee, priority_fee) = (bump(last.max_fee), bump(last.priority_fee));
+        let cancel = attempts > self.config.max_bumps as usize && max_fee > 0;
+        let tx = if max_fee == 0 {
+            // Nothing to raise on a zero-fee chain: send the same transaction again.
+            warn!(tx = %last.tx_hash, "bundle transaction stuck at zero fees; re-broadcasting");
+            self.broadcast(last).await;
+            return self.store.touch_tx(last.tx_hash, block).await;
+        } else if cancel {
+            warn!(tx = %last.tx_hash, "bundle transaction stuck; cancelling");
+            let request = TransactionRequest::default().with_to(key.signer.address()).with_value(U256::ZERO);
+            self.sign(key, request, last.nonce, CANCEL_GAS, max_fee, priority_fee, last.entry_point, block).await?
+        } else {
+            warn!(tx = %last.tx_hash, max_fee, "bundle transaction stuck; bumping fees");
+            let calldata: Bytes = last.calldata.parse().map_err(|e| BundlerError::corrupt("calldata", e))?;
+            let request = TransactionRequest::default().with_to(last.entry_point.address()).with_input(calldata);
+            let tx =
+                self.sign(key, request, last.nonce, last.gas_limit, max_fee, priority_fee, last.entry_point, block);
+            StoredTx { op_hashes: ops, ..tx.await? }
+        };
+        self.store.record_tx(&tx, Some(last.tx_hash)).await?;
+        self.broadcast(&tx).await;
+        Ok(())
+    }
+
+    /// A mined bundle: its operations with a UserOperationEvent are included; reputation and latency.
+    async fn on_mined(&self, tx: &StoredTx, receipt: &TransactionReceipt) -> Result<(), BundlerError> {
+        let block_number = receipt.block_number.unwrap_or_default();
+        let block_hash = receipt.block_hash.unwrap_or_default();
+        let ours: HashSet<B256> = tx.op_hashes.iter().copied().collect();
+        let mut included = 0usize;
+        for log in receipt.inner.logs() {
+            if log.address() != tx.entry_point.address() {
+                continue;
+            }
+            let Ok(event) = IEntryPoint::UserOperationEvent::decode_log_data(log.data()) else { continue };
+            if !ours.contains(&event.userOpHash)
+                || !self.store.set_included(event.userOpHash, tx.tx_hash, block_number, block_hash).await?
+            {
+                continue;
+            }
+            included += 1;
+            if let Some(op) = self.store.op(event.userOpHash).await? {
+                for (_, address) in entities(&op.op) {
+                    self.reputation.included(address).await?;
+                }
+                let waited = now_millis().saturating_sub(op.received_at);
+                metrics::inclusion_latency(tx.entry_point, Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
+            }
+        }
+        info!(tx = %tx.tx_hash, block = block_number, included, status = receipt.status(), "bundle mined");
+        metrics::mempool_size(tx.entry_point, self.store.pending_count(tx.entry_point).await?);
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Bundler configuration (the server embeds it as `[bundler]` in its TOML).
+
+use alloy::primitives::Address;
+use custody_contracts::EntryPointVersion;
+use serde::{Deserialize, Serialize};
+
+/// How bundles are triggered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundlingMode {
+    /// A bundle per new block whenever the mempool is not empty.
+    #[default]
+    Auto,
+    /// Only on `debug_bundler_sendBundleNow`.
+    Manual,
+}
+
+/// Bundler settings; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundlerConfig {
+    /// EntryPoint versions served (canonical addresses).
+    pub entry_points: Vec<EntryPointVersion>,
+    /// Names of the infrastructure keys (key class `infra`) that sign bundles; each sends in parallel
+    /// with its own persisted nonce.
+    pub keys: Vec<String>,
+    /// Who receives the operations' gas payments; default: the key that sent the bundle.
+    pub beneficiary: Option<Address>,
+    /// Serve the `debug_bundler_*` methods (the devnet enables them).
+    pub debug_methods: bool,
+    /// Start-up bundling mode.
+    pub bundling_mode: BundlingMode,
+    /// How often the builders look for a new block, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Most operations in one bundle.
+    pub max_bundle_ops: usize,
+    /// Most gas (sum of the operations' limits) in one bundle.
+    pub max_bundle_gas: u64,
+    /// Blocks after which an unmined bundle transaction is bumped (re-sent with higher fees, or
+    /// re-broadcast on a zero-fee chain).
+    pub stuck_after_blocks: u64,
+    /// Bumps before the transaction is cancelled (a zero-value self-transfer at its nonce) and its
+    /// operations go back to the mempool.
+    pub max_bumps: u32,
+    /// How far back `eth_getUserOperationReceipt` searches logs for operations this bundler did not send.
+    pub receipt_lookback_blocks: u64,
+    /// Entities (e.g. Peruri's own factory and paymaster) exempt from reputation and mempool count
+    /// limits, so bulk enrolment is not throttled. Paymaster deposits are still checked.
+    pub trusted_entities: Vec<Address>,
+}
+
+impl Default for BundlerConfig {
+    fn default() -> Self {
+        Self {
+            entry_points: EntryPointVersion::ALL.to_vec(),
+            keys: vec!["bundler".to_owned()],
+            beneficiary: None,
+            debug_methods: false,
+            bundling_mode: BundlingMode::Auto,
+            poll_interval_ms: 250,
+            max_bundle_ops: 64,
+            max_bundle_gas: 25_000_000,
+            stuck_after_blocks: 5,
+            max_bumps: 3,
+            receipt_lookback_blocks: 10_000,
+            trusted_entities: Vec::new(),
+        }
+    }
+}
+
+impl BundlerConfig {
+    /// Refuses settings the bundler cannot run with.
+    pub fn validate(&self) -> Result<(), crate::BundlerError> {
+        let fail = |m: &str| Err(crate::BundlerError::Config(m.to_owned()));
+        if self.entry_points.is_empty() {
+            return fail("entry_points is empty");
+        }
+        if self.keys.is_empty() {
+            return fail("keys is empty: at least one bundler key is needed");
+        }
+        if self.max_bundle_ops == 0 || self.max_bundle_gas == 0 || self.poll_interval_ms == 0 {
+            return fail("max_bundle_ops, max_bundle_gas and poll_interval_ms must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_toml_shape_and_refuses_unknown_fields() {
+        let config: BundlerConfig =
+            serde_json::from_value(serde_json::json!({"debug_methods": true, "bundling_mode": "manual"}))
+                .expect("parses");
+        assert!(config.debug_methods);
+        assert_eq!(config.bundling_mode, BundlingMode::Manual);
+        assert_eq!(config.entry_points, EntryPointVersion::ALL.to_vec());
+        assert!(serde_json::from_value::<BundlerConfig>(serde_json::json!({"debug": true})).is_err());
+        assert!(BundlerConfig { keys: vec![], ..config }.validate().is_err());
+    }
+}

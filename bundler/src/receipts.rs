@@ -1,0 +1,178 @@
+//! ERC-7769 receipts and lookups from `UserOperationEvent` logs: the operation's event, the
+//! transaction receipt, and the logs the operation emitted (those after the previous operation's
+//! `UserOperationEvent`, or after `BeforeExecution`, up to its own event).
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log, TransactionReceipt};
+use alloy::sol_types::{SolCall, SolEvent};
+use custody_contracts::{EntryPointVersion, IEntryPoint, UserOperation};
+use serde::Serialize;
+
+use crate::error::BundlerError;
+use crate::service::{Bundler, OpView};
+use crate::store::OpStatus;
+use crate::validation::ValidationError;
+
+/// `eth_getUserOperationReceipt` result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOperationReceipt {
+    pub user_op_hash: B256,
+    pub entry_point: Address,
+    pub sender: Address,
+    pub nonce: U256,
+    /// Zero address when the operation had no paymaster.
+    pub paymaster: Address,
+    pub actual_gas_cost: U256,
+    pub actual_gas_used: U256,
+    pub success: bool,
+    /// The revert reason of the execution (`UserOperationRevertReason`), if it reverted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Bytes>,
+    pub logs: Vec<Log>,
+    pub receipt: TransactionReceipt,
+}
+
+/// `eth_getUserOperationByHash` result (plus `status` and `reason` for operations this bundler
+/// holds or dropped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOperationByHash {
+    pub user_operation: UserOperation,
+    pub entry_point: Address,
+    pub block_number: Option<U256>,
+    pub block_hash: Option<B256>,
+    pub transaction_hash: Option<B256>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<OpStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<OpView> for UserOperationByHash {
+    fn from(v: OpView) -> Self {
+        let included = v.status == OpStatus::Included;
+        Self {
+            user_operation: v.op,
+            entry_point: v.entry_point,
+            block_number: v.block_number.filter(|_| included).map(U256::from),
+            block_hash: v.block_hash.filter(|_| included),
+            transaction_hash: v.tx_hash.filter(|_| included),
+            status: Some(v.status),
+            reason: v.reason,
+        }
+    }
+}
+
+/// The receipt of `hash` from a mined transaction's receipt, if the transaction carries its event.
+pub fn receipt_from(hash: B256, entry_point: Address, receipt: TransactionReceipt) -> Option<UserOperationReceipt> {
+    let logs = receipt.inner.logs();
+    let mut start = 0;
+    for (i, log) in logs.iter().enumerate() {
+        if log.address() != entry_point {
+            continue;
+        }
+        let topic0 = log.topics().first().copied();
+        if topic0 == Some(IEntryPoint::BeforeExecution::SIGNATURE_HASH) {
+            start = i + 1;
+            continue;
+        }
+        let Ok(event) = IEntryPoint::UserOperationEvent::decode_log_data(log.data()) else { continue };
+        if event.userOpHash != hash {
+            start = i + 1;
+            continue;
+        }
+        let own: Vec<Log> = logs[start..i].to_vec();
+        let reason = own.iter().filter(|l| l.address() == entry_point).find_map(|l| {
+            IEntryPoint::UserOperationRevertReason::decode_log_data(l.data())
+                .ok()
+                .filter(|r| r.userOpHash == hash)
+                .map(|r| r.revertReason)
+        });
+        return Some(UserOperationReceipt {
+            user_op_hash: hash,
+            entry_point,
+            sender: event.sender,
+            nonce: event.nonce,
+            paymaster: event.paymaster,
+            actual_gas_cost: event.actualGasCost,
+            actual_gas_used: event.actualGasUsed,
+            success: event.success,
+            reason,
+            logs: own,
+            receipt,
+        });
+    }
+    None
+}
+
+impl Bundler {
+    /// `eth_getUserOperationReceipt`: `None` until the operation is mined.
+    pub async fn user_operation_receipt(&self, hash: B256) -> Result<Option<UserOperationReceipt>, ValidationError> {
+        let (entry_point, tx_hash) = match self.store.op(hash).await? {
+            Some(op) if op.status == OpStatus::Included => match op.tx_hash {
+                Some(tx) => (op.entry_point.address(), tx),
+                None => return Ok(None),
+            },
+            Some(_) => return Ok(None),
+            None => match self.find_event(hash).await? {
+                Some(log) => match log.transaction_hash {
+                    Some(tx) => (log.address(), tx),
+                    None => return Ok(None),
+                },
+                None => return Ok(None),
+            },
+        };
+        let receipt = self
+            .provider
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(|e| BundlerError::node("eth_getTransactionReceipt", e))?;
+        Ok(receipt.and_then(|r| receipt_from(hash, entry_point, r)))
+    }
+
+    /// `eth_getUserOperationByHash`: from the mempool, or for operations other bundlers sent, from
+    /// the chain (the handleOps transaction's input).
+    pub async fn user_operation_by_hash(&self, hash: B256) -> Result<Option<UserOperationByHash>, ValidationError> {
+        if let Some(view) = self.user_operation(hash).await? {
+            return Ok(Some(view.into()));
+        }
+        let Some(log) = self.find_event(hash).await? else { return Ok(None) };
+        let (Some(tx_hash), Some(version)) = (log.transaction_hash, EntryPointVersion::from_address(log.address()))
+        else {
+            return Ok(None);
+        };
+        let tx = self
+            .provider
+            .get_transaction_by_hash(tx_hash)
+            .await
+            .map_err(|e| BundlerError::node("eth_getTransactionByHash", e))?;
+        let Some(tx) = tx else { return Ok(None) };
+        let input = alloy::consensus::Transaction::input(&tx);
+        let Ok(call) = IEntryPoint::handleOpsCall::abi_decode(input) else { return Ok(None) };
+        let found = call.ops.iter().find(|op| op.hash(version, version.address(), self.chain_id) == hash);
+        let Some(op) = found.and_then(|op| UserOperation::try_from(op).ok()) else { return Ok(None) };
+        Ok(Some(UserOperationByHash {
+            user_operation: op,
+            entry_point: version.address(),
+            block_number: log.block_number.map(U256::from),
+            block_hash: log.block_hash,
+            transaction_hash: Some(tx_hash),
+            status: None,
+            reason: None,
+        }))
+    }
+
+    /// The `UserOperationEvent` of `hash` within the look-back window, on a served entry point.
+    async fn find_event(&self, hash: B256) -> Result<Option<Log>, BundlerError> {
+        let latest = self.provider.get_block_number().await.map_err(|e| BundlerError::node("eth_blockNumber", e))?;
+        let filter = Filter::new()
+            .address(self.supported_entry_points())
+            .event_signature(IEntryPoint::UserOperationEvent::SIGNATURE_HASH)
+            .topic1(hash)
+            .from_block(latest.saturating_sub(self.config.receipt_lookback_blocks));
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| BundlerError::node("eth_getLogs", e))?;
+        Ok(logs.into_iter().next())
+    }
+}

@@ -1,0 +1,197 @@
+//! A revm database over the node's plain JSON-RPC: accounts, code, storage and block hashes read lazily
+//! at a pinned block and cached until a newer block is seen.
+//!
+//! revm's `Database` is synchronous; simulations run on a blocking thread (`spawn_blocking`) and each
+//! cache miss is answered with `Handle::block_on` on the provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::{DynProvider, Provider};
+use revm::bytecode::Bytecode;
+use revm::database_interface::{DBErrorMarker, DatabaseRef};
+use revm::state::AccountInfo;
+use tokio::runtime::Handle;
+
+/// A node read failed (the simulation is abandoned and reported as an internal error).
+#[derive(Debug, thiserror::Error)]
+#[error("node read failed: {0}")]
+pub(crate) struct RpcDbError(pub String);
+
+impl DBErrorMarker for RpcDbError {}
+
+/// The block a simulation runs on top of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub number: u64,
+    pub hash: B256,
+    pub timestamp: u64,
+    pub gas_limit: u64,
+    pub base_fee: u64,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    block: Option<BlockInfo>,
+    checked_at: Option<Instant>,
+    accounts: HashMap<Address, AccountInfo>,
+    storage: HashMap<(Address, U256), U256>,
+    code: HashMap<B256, Bytecode>,
+    block_hashes: HashMap<u64, B256>,
+}
+
+/// The per-block state cache shared by every simulation of a [`crate::sim::Simulator`].
+#[derive(Debug, Clone)]
+pub(crate) struct StateCache {
+    provider: DynProvider,
+    cached: Arc<Mutex<Cached>>,
+}
+
+impl StateCache {
+    pub(crate) fn new(provider: DynProvider) -> Self {
+        Self { provider, cached: Arc::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the latest block (unless the pinned one was checked less than `max_age` ago); if it
+    /// differs from the pinned one, the cache is dropped and the new block pinned. Returns the pinned
+    /// block.
+    pub(crate) async fn refresh(&self, max_age: Duration) -> Result<BlockInfo, RpcDbError> {
+        {
+            let cached = self.lock();
+            if let (Some(block), Some(at)) = (cached.block, cached.checked_at)
+                && at.elapsed() < max_age
+            {
+                return Ok(block);
+            }
+        }
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| RpcDbError(format!("eth_getBlockByNumber: {e}")))?
+            .ok_or_else(|| RpcDbError("latest block not found".to_owned()))?;
+        let info = BlockInfo {
+            number: block.header.number,
+            hash: block.header.hash,
+            timestamp: block.header.timestamp,
+            gas_limit: block.header.gas_limit,
+            base_fee: block.header.base_fee_per_gas.unwrap_or_default(),
+        };
+        let mut cached = self.lock();
+        if cached.block != Some(info) {
+            tracing::debug!(block = info.number, "state cache invalidated by a new block");
+            *cached = Cached { block: Some(info), ..Cached::default() };
+        }
+        cached.checked_at = Some(Instant::now());
+        Ok(info)
+    }
+
+    /// A database reading at `block` (which must come from [`Self::refresh`]).
+    pub(crate) fn at(&self, block: BlockInfo, handle: Handle) -> RpcDb {
+        RpcDb { cache: self.clone(), block, handle }
+    }
+}
+
+/// The database handed to revm: reads at one pinned block through [`StateCache`].
+#[derive(Debug)]
+pub(crate) struct RpcDb {
+    cache: StateCache,
+    block: BlockInfo,
+    handle: Handle,
+}
+
+impl RpcDb {
+    fn block_id(&self) -> BlockId {
+        BlockId::number(self.block.number)
+    }
+
+    /// Stores into the cache only if it still holds the block this read was made at.
+    fn store(&self, f: impl FnOnce(&mut Cached)) {
+        let mut cached = self.cache.lock();
+        if cached.block == Some(self.block) {
+            f(&mut cached);
+        }
+    }
+
+    async fn fetch_account(&self, address: Address) -> Result<AccountInfo, RpcDbError> {
+        let p = &self.cache.provider;
+        let id = self.block_id();
+        let (balance, nonce, code) = tokio::try_join!(
+            async { p.get_balance(address).block_id(id).await },
+            async { p.get_transaction_count(address).block_id(id).await },
+            async { p.get_code_at(address).block_id(id).await },
+        )
+        .map_err(|e| RpcDbError(format!("account {address}: {e}")))?;
+        let code = Bytecode::new_raw(code);
+        let code_hash =
+            if code.is_empty() { revm::primitives::KECCAK_EMPTY } else { keccak256(code.original_byte_slice()) };
+        Ok(AccountInfo::new(balance, nonce, code_hash, code))
+    }
+}
+
+impl DatabaseRef for RpcDb {
+    type Error = RpcDbError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if let Some(info) = self.cache.lock().accounts.get(&address) {
+            return Ok(Some(info.clone()));
+        }
+        let info = self.handle.block_on(self.fetch_account(address))?;
+        self.store(|c| {
+            if let Some(code) = &info.code {
+                c.code.insert(info.code_hash, code.clone());
+            }
+            c.accounts.insert(address, info.clone());
+        });
+        Ok(Some(info))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        // Code always arrives with its account (basic_ref), so a miss means an unknown hash.
+        self.cache
+            .lock()
+            .code
+            .get(&code_hash)
+            .cloned()
+            .ok_or_else(|| RpcDbError(format!("code {code_hash} not loaded with its account")))
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        if let Some(value) = self.cache.lock().storage.get(&(address, index)) {
+            return Ok(*value);
+        }
+        let value = self
+            .handle
+            .block_on(async { self.cache.provider.get_storage_at(address, index).block_id(self.block_id()).await })
+            .map_err(|e| RpcDbError(format!("storage {address}[{index}]: {e}")))?;
+        self.store(|c| {
+            c.storage.insert((address, index), value);
+        });
+        Ok(value)
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        if number == self.block.number {
+            return Ok(self.block.hash);
+        }
+        if let Some(hash) = self.cache.lock().block_hashes.get(&number) {
+            return Ok(*hash);
+        }
+        let block = self
+            .handle
+            .block_on(async { self.cache.provider.get_block_by_number(BlockNumberOrTag::Number(number)).await })
+            .map_err(|e| RpcDbError(format!("block {number}: {e}")))?;
+        let hash = block.map(|b| b.header.hash).unwrap_or_default();
+        self.store(|c| {
+            c.block_hashes.insert(number, hash);
+        });
+        Ok(hash)
+    }
+}

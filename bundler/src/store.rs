@@ -1,0 +1,583 @@
+//! The bundler's tables (SQLite or PostgreSQL through sqlx `Any`): operations, reputation, bundle
+//! transactions and key nonces. Addresses and hashes are stored as lowercase `0x` hex, nonces as
+//! 64-digit hex so that text order is numeric order.
+
+use alloy::primitives::{Address, B256, U256};
+use custody_contracts::{EntryPointVersion, UserOperation};
+use sqlx::any::AnyRow;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+use crate::error::BundlerError;
+use crate::validation::ValidatedOp;
+
+/// Where an operation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpStatus {
+    /// In the mempool, waiting for a bundle.
+    Pending,
+    /// In a bundle transaction not yet mined.
+    Submitted,
+    /// Mined (its UserOperationEvent is on chain).
+    Included,
+    /// Removed: failed validation in a bundle, expired; `reason` says why.
+    Failed,
+    /// Replaced by an operation with the same sender and nonce and higher fees.
+    Replaced,
+    /// Removed by `debug_bundler_clearState` or because an entity was banned.
+    Dropped,
+}
+
+impl OpStatus {
+    const ALL: [Self; 6] =
+        [Self::Pending, Self::Submitted, Self::Included, Self::Failed, Self::Replaced, Self::Dropped];
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Submitted => "submitted",
+            Self::Included => "included",
+            Self::Failed => "failed",
+            Self::Replaced => "replaced",
+            Self::Dropped => "dropped",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One operation as the mempool keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredOp {
+    pub hash: B256,
+    pub entry_point: EntryPointVersion,
+    pub op: UserOperation,
+    pub validated: ValidatedOp,
+    pub status: OpStatus,
+    pub reason: Option<String>,
+    pub tx_hash: Option<B256>,
+    pub block_number: Option<u64>,
+    pub block_hash: Option<B256>,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+/// A bundle transaction (one attempt at one nonce).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredTx {
+    pub tx_hash: B256,
+    pub signer: Address,
+    pub nonce: u64,
+    pub entry_point: EntryPointVersion,
+    pub op_hashes: Vec<B256>,
+    /// The signed EIP-2718 envelope, `0x` hex, re-broadcast if the node lost it.
+    pub raw: String,
+    pub calldata: String,
+    pub gas_limit: u64,
+    pub max_fee: u128,
+    pub priority_fee: u128,
+    pub sent_block: u64,
+}
+
+/// A reputation row (decay applied by [`crate::reputation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RepRow {
+    pub address: Address,
+    pub ops_seen: u64,
+    pub ops_included: u64,
+    pub decayed_hour: i64,
+}
+
+pub(crate) fn hex_addr(a: Address) -> String {
+    format!("{a:#x}")
+}
+
+pub(crate) fn hex_b256(h: B256) -> String {
+    format!("{h:#x}")
+}
+
+fn hex_nonce(n: U256) -> String {
+    format!("0x{n:064x}")
+}
+
+fn ep_str(v: EntryPointVersion) -> &'static str {
+    v.as_str()
+}
+
+fn parse_ep(s: &str) -> Result<EntryPointVersion, BundlerError> {
+    EntryPointVersion::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| corrupt_text("entry point", s))
+}
+
+fn corrupt_text(what: &'static str, value: &str) -> BundlerError {
+    BundlerError::corrupt(what, std::io::Error::new(std::io::ErrorKind::InvalidData, value.to_owned()))
+}
+
+fn parse<T: std::str::FromStr>(what: &'static str, s: &str) -> Result<T, BundlerError> {
+    s.parse().map_err(|_| corrupt_text(what, s))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+const OP_COLUMNS: &str = "hash, entry_point, op_json, validated_json, status, reason, tx_hash, block_number, \
+                          block_hash, received_at";
+
+/// The bundler's persistence.
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// A store on `pool`, its migrations applied.
+    pub(crate) async fn open(pool: AnyPool) -> Result<Self, BundlerError> {
+        let conn = pool.acquire().await?;
+        let postgres = conn.backend_name() == "PostgreSQL";
+        drop(conn);
+        // The two folders hold the same SQL today; they are kept apart so either can diverge.
+        #[allow(clippy::if_same_then_else)]
+        let mut migrator: Migrator =
+            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
+        // Other components share the database and keep their own migrations.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn op_from_row(row: &AnyRow) -> Result<StoredOp, BundlerError> {
+        let text = |c: &str| row.try_get::<String, _>(c);
+        let opt = |c: &str| row.try_get::<Option<String>, _>(c);
+        Ok(StoredOp {
+            hash: parse("op hash", &text("hash")?)?,
+            entry_point: parse_ep(&text("entry_point")?)?,
+            op: serde_json::from_str(&text("op_json")?).map_err(|e| BundlerError::corrupt("operation", e))?,
+            validated: serde_json::from_str(&text("validated_json")?)
+                .map_err(|e| BundlerError::corrupt("validation result", e))?,
+            status: {
+                let s = text("status")?;
+                OpStatus::parse(&s).ok_or_else(|| corrupt_text("status", &s))?
+            },
+            reason: opt("reason")?,
+            tx_hash: opt("tx_hash")?.map(|s| parse("tx hash", &s)).transpose()?,
+            block_number: row.try_get::<Option<i64>, _>("block_number")?.map(to_u64),
+            block_hash: opt("block_hash")?.map(|s| parse("block hash", &s)).transpose()?,
+            received_at: row.try_get("received_at")?,
+        })
+    }
+
+    /// Inserts a new pending operation; if `replaces` is set, that operation becomes `replaced` in the
+    /// same transaction. `Ok(false)` when another live operation already holds the sender and nonce.
+    pub(crate) async fn insert_op(&self, op: &StoredOp, replaces: Option<B256>) -> Result<bool, BundlerError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_millis();
+        if let Some(old) = replaces {
+            let done = sqlx::query(
+                "UPDATE bundler_user_ops SET status = 'replaced', reason = $1, updated_at = $2 \
+                 WHERE hash = $3 AND status = 'pending'",
+            )
+            .bind(format!("replaced by {:#x}", op.hash))
+            .bind(now)
+            .bind(hex_b256(old))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        let result = sqlx::query(
+            "INSERT INTO bundler_user_ops (hash, entry_point, sender, nonce, factory, paymaster, op_json, \
+             validated_json, status, received_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)",
+        )
+        .bind(hex_b256(op.hash))
+        .bind(ep_str(op.entry_point))
+        .bind(hex_addr(op.op.sender))
+        .bind(hex_nonce(op.op.nonce))
+        .bind(op.op.factory.map(hex_addr))
+        .bind(op.op.paymaster.map(hex_addr))
+        .bind(serde_json::to_string(&op.op).map_err(|e| BundlerError::corrupt("operation", e))?)
+        .bind(serde_json::to_string(&op.validated).map_err(|e| BundlerError::corrupt("validation result", e))?)
+        .bind(op.received_at)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            other => {
+                other?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An operation by hash.
+    pub(crate) async fn op(&self, hash: B256) -> Result<Option<StoredOp>, BundlerError> {
+        let sql = format!("SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE hash = $1");
+        let row = sqlx::query(&sql).bind(hex_b256(hash)).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::op_from_row).transpose()
+    }
+
+    /// The live (pending or submitted) operation of `sender` at `nonce`.
+    pub(crate) async fn live_op(
+        &self,
+        entry_point: EntryPointVersion,
+        sender: Address,
+        nonce: U256,
+    ) -> Result<Option<StoredOp>, BundlerError> {
+        let sql = format!(
+            "SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE entry_point = $1 AND sender = $2 AND nonce = $3 \
+             AND status IN ('pending', 'submitted')"
+        );
+        let row = sqlx::query(&sql)
+            .bind(ep_str(entry_point))
+            .bind(hex_addr(sender))
+            .bind(hex_nonce(nonce))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::op_from_row).transpose()
+    }
+
+    /// Live operations (any entry point) naming `address` as sender, factory or paymaster.
+    pub(crate) async fn live_ops_of(
+        &self,
+        column: EntityColumn,
+        address: Address,
+    ) -> Result<Vec<StoredOp>, BundlerError> {
+        let sql = format!(
+            "SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE {} = $1 AND status IN ('pending', 'submitted')",
+            column.as_str()
+        );
+        let rows = sqlx::query(&sql).bind(hex_addr(address)).fetch_all(&self.pool).await?;
+        rows.iter().map(Self::op_from_row).collect()
+    }
+
+    /// Operations of `entry_point` in `status`, oldest first, at most `limit`.
+    pub(crate) async fn ops_in(
+        &self,
+        entry_point: Option<EntryPointVersion>,
+        status: OpStatus,
+        limit: i64,
+    ) -> Result<Vec<StoredOp>, BundlerError> {
+        let rows = match entry_point {
+            Some(ep) => {
+                let sql = format!(
+                    "SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE entry_point = $1 AND status = $2 \
+                     ORDER BY received_at, hash LIMIT $3"
+                );
+                sqlx::query(&sql).bind(ep_str(ep)).bind(status.as_str()).bind(limit).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE status = $1 ORDER BY received_at, hash LIMIT $2"
+                );
+                sqlx::query(&sql).bind(status.as_str()).bind(limit).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(Self::op_from_row).collect()
+    }
+
+    /// Number of pending operations per entry point.
+    pub(crate) async fn pending_count(&self, entry_point: EntryPointVersion) -> Result<u64, BundlerError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM bundler_user_ops WHERE entry_point = $1 AND status = 'pending'")
+                .bind(ep_str(entry_point))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(to_u64(row.try_get("n")?))
+    }
+
+    /// Moves operations from `from` to `to` (with a reason and transaction where given). Returns how
+    /// many moved.
+    pub(crate) async fn set_status(
+        &self,
+        hashes: &[B256],
+        from: &[OpStatus],
+        to: OpStatus,
+        reason: Option<&str>,
+        tx_hash: Option<B256>,
+    ) -> Result<u64, BundlerError> {
+        let from_list = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE bundler_user_ops SET status = $1, reason = COALESCE($2, reason), tx_hash = COALESCE($3, tx_hash), \
+             updated_at = $4 WHERE hash = $5 AND status IN ({from_list})"
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut moved = 0;
+        for hash in hashes {
+            moved += sqlx::query(&sql)
+                .bind(to.as_str())
+                .bind(reason)
+                .bind(tx_hash.map(hex_b256))
+                .bind(now_millis())
+                .bind(hex_b256(*hash))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Marks an operation included in `tx_hash` at a block.
+    pub(crate) async fn set_included(
+        &self,
+        hash: B256,
+        tx_hash: B256,
+        block_number: u64,
+        block_hash: B256,
+    ) -> Result<bool, BundlerError> {
+        let done = sqlx::query(
+            "UPDATE bundler_user_ops SET status = 'included', reason = NULL, tx_hash = $1, block_number = $2, \
+             block_hash = $3, updated_at = $4 WHERE hash = $5 AND status IN ('pending', 'submitted')",
+        )
+        .bind(hex_b256(tx_hash))
+        .bind(to_i64(block_number))
+        .bind(hex_b256(block_hash))
+        .bind(now_millis())
+        .bind(hex_b256(hash))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops every pending operation (debug_bundler_clearState).
+    pub(crate) async fn drop_pending(&self) -> Result<u64, BundlerError> {
+        let done = sqlx::query(
+            "UPDATE bundler_user_ops SET status = 'dropped', reason = 'mempool cleared', updated_at = $1 \
+             WHERE status = 'pending'",
+        )
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    // --- reputation ---
+
+    pub(crate) async fn reputation(&self, address: Address) -> Result<Option<RepRow>, BundlerError> {
+        let row = sqlx::query(
+            "SELECT address, ops_seen, ops_included, decayed_hour FROM bundler_reputation WHERE address = $1",
+        )
+        .bind(hex_addr(address))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rep_from_row).transpose()
+    }
+
+    pub(crate) async fn all_reputation(&self) -> Result<Vec<RepRow>, BundlerError> {
+        let rows = sqlx::query(
+            "SELECT address, ops_seen, ops_included, decayed_hour FROM bundler_reputation ORDER BY address",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rep_from_row).collect()
+    }
+
+    pub(crate) async fn put_reputation(&self, r: &RepRow) -> Result<(), BundlerError> {
+        sqlx::query(
+            "INSERT INTO bundler_reputation (address, ops_seen, ops_included, decayed_hour) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address) DO UPDATE SET ops_seen = excluded.ops_seen, \
+             ops_included = excluded.ops_included, decayed_hour = excluded.decayed_hour",
+        )
+        .bind(hex_addr(r.address))
+        .bind(to_i64(r.ops_seen))
+        .bind(to_i64(r.ops_included))
+        .bind(r.decayed_hour)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds to an entity's counters atomically (decay is applied on read).
+    pub(crate) async fn bump_reputation(
+        &self,
+        address: Address,
+        seen: u64,
+        included: u64,
+        hour: i64,
+    ) -> Result<(), BundlerError> {
+        sqlx::query(
+            "INSERT INTO bundler_reputation (address, ops_seen, ops_included, decayed_hour) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address) DO UPDATE SET ops_seen = bundler_reputation.ops_seen + excluded.ops_seen, \
+             ops_included = bundler_reputation.ops_included + excluded.ops_included",
+        )
+        .bind(hex_addr(address))
+        .bind(to_i64(seen))
+        .bind(to_i64(included))
+        .bind(hour)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn clear_reputation(&self) -> Result<(), BundlerError> {
+        sqlx::query("DELETE FROM bundler_reputation").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // --- bundle transactions and nonces ---
+
+    /// Records a signed bundle transaction and moves its operations to `submitted`, in one transaction,
+    /// before it is broadcast (so a crash cannot lose track of it). `Ok(false)` if an operation was no
+    /// longer pending (nothing is written).
+    pub(crate) async fn record_tx(&self, t: &StoredTx, replaces: Option<B256>) -> Result<bool, BundlerError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO bundler_txs (tx_hash, signer, nonce, entry_point, op_hashes, raw, calldata, gas_limit, \
+             max_fee, priority_fee, sent_block, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
+        )
+        .bind(hex_b256(t.tx_hash))
+        .bind(hex_addr(t.signer))
+        .bind(to_i64(t.nonce))
+        .bind(ep_str(t.entry_point))
+        .bind(serde_json::to_string(&t.op_hashes).map_err(|e| BundlerError::corrupt("op hashes", e))?)
+        .bind(&t.raw)
+        .bind(&t.calldata)
+        .bind(to_i64(t.gas_limit))
+        .bind(t.max_fee.to_string())
+        .bind(t.priority_fee.to_string())
+        .bind(to_i64(t.sent_block))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let from = if replaces.is_some() { "'submitted'" } else { "'pending'" };
+        let sql = format!(
+            "UPDATE bundler_user_ops SET status = 'submitted', tx_hash = $1, updated_at = $2 \
+             WHERE hash = $3 AND status = {from}"
+        );
+        for hash in &t.op_hashes {
+            let done =
+                sqlx::query(&sql).bind(hex_b256(t.tx_hash)).bind(now).bind(hex_b256(*hash)).execute(&mut *tx).await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO bundler_nonces (signer, next_nonce) VALUES ($1, $2) \
+             ON CONFLICT (signer) DO UPDATE SET next_nonce = excluded.next_nonce \
+             WHERE bundler_nonces.next_nonce < excluded.next_nonce",
+        )
+        .bind(hex_addr(t.signer))
+        .bind(to_i64(t.nonce + 1))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Unfinished bundle transactions of `signer`, oldest first.
+    pub(crate) async fn pending_txs(&self, signer: Address) -> Result<Vec<StoredTx>, BundlerError> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, signer, nonce, entry_point, op_hashes, raw, calldata, gas_limit, max_fee, priority_fee, \
+             sent_block FROM bundler_txs WHERE signer = $1 AND status = 'pending' ORDER BY nonce, created_at",
+        )
+        .bind(hex_addr(signer))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text = |c: &str| row.try_get::<String, _>(c);
+                Ok(StoredTx {
+                    tx_hash: parse("tx hash", &text("tx_hash")?)?,
+                    signer: parse("signer", &text("signer")?)?,
+                    nonce: to_u64(row.try_get("nonce")?),
+                    entry_point: parse_ep(&text("entry_point")?)?,
+                    op_hashes: serde_json::from_str(&text("op_hashes")?)
+                        .map_err(|e| BundlerError::corrupt("op hashes", e))?,
+                    raw: text("raw")?,
+                    calldata: text("calldata")?,
+                    gas_limit: to_u64(row.try_get("gas_limit")?),
+                    max_fee: parse("max fee", &text("max_fee")?)?,
+                    priority_fee: parse("priority fee", &text("priority_fee")?)?,
+                    sent_block: to_u64(row.try_get("sent_block")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes every attempt at `signer`'s `nonce`: the mined one `mined`, the rest `dropped`.
+    pub(crate) async fn close_nonce(
+        &self,
+        signer: Address,
+        nonce: u64,
+        mined: Option<B256>,
+    ) -> Result<(), BundlerError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE bundler_txs SET status = 'dropped' WHERE signer = $1 AND nonce = $2 AND status = 'pending'",
+        )
+        .bind(hex_addr(signer))
+        .bind(to_i64(nonce))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(hash) = mined {
+            sqlx::query("UPDATE bundler_txs SET status = 'mined' WHERE tx_hash = $1")
+                .bind(hex_b256(hash))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a transaction was broadcast again at `block` (so it is not retried every poll).
+    pub(crate) async fn touch_tx(&self, tx_hash: B256, block: u64) -> Result<(), BundlerError> {
+        sqlx::query("UPDATE bundler_txs SET sent_block = $1 WHERE tx_hash = $2")
+            .bind(to_i64(block))
+            .bind(hex_b256(tx_hash))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The next nonce recorded for `signer`.
+    pub(crate) async fn next_nonce(&self, signer: Address) -> Result<Option<u64>, BundlerError> {
+        let row = sqlx::query("SELECT next_nonce FROM bundler_nonces WHERE signer = $1")
+            .bind(hex_addr(signer))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("next_nonce")).transpose()?.map(to_u64))
+    }
+}
+
+fn rep_from_row(row: &AnyRow) -> Result<RepRow, BundlerError> {
+    Ok(RepRow {
+        address: parse("address", &row.try_get::<String, _>("address")?)?,
+        ops_seen: to_u64(row.try_get("ops_seen")?),
+        ops_included: to_u64(row.try_get("ops_included")?),
+        decayed_hour: row.try_get("decayed_hour")?,
+    })
+}
+
+/// The columns naming an entity of an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntityColumn {
+    Sender,
+    Factory,
+    Paymaster,
+}
+
+impl EntityColumn {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sender => "sender",
+            Self::Factory => "factory",
+            Self::Paymaster => "paymaster",
+        }
+    }
+}

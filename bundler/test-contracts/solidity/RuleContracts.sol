@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+// ERC-7562 rule-test contracts for the bundler's simulator (bundler/tests/sim). Each account breaks
+// exactly one rule in validateUserOp; the helper address, when one is needed, is abi-encoded in the
+// UserOperation's signature. None of this is deployed anywhere but the local test chain.
+
+struct PackedUserOperation {
+    address sender;
+    uint256 nonce;
+    bytes initCode;
+    bytes callData;
+    bytes32 accountGasLimits;
+    uint256 preVerificationGas;
+    bytes32 gasFees;
+    bytes paymasterAndData;
+    bytes signature;
+}
+
+interface INonces {
+    function getNonce(address sender, uint192 key) external view returns (uint256);
+}
+
+/// A target with an associated mapping, an unassociated slot and a gas burner.
+contract RuleStore {
+    mapping(address => uint256) public balances;
+    uint256 public total;
+
+    function set(address a, uint256 v) external {
+        balances[a] = v;
+        total += v;
+    }
+
+    function burn() external pure {
+        while (true) {}
+    }
+}
+
+/// Base: validateUserOp runs `_probe(helper)` and returns `_validationData()`.
+abstract contract RuleAccount {
+    function validateUserOp(PackedUserOperation calldata op, bytes32, uint256) external returns (uint256) {
+        address helper = op.signature.length >= 32 ? abi.decode(op.signature, (address)) : address(0);
+        _probe(helper);
+        return _validationData();
+    }
+
+    function _probe(address helper) internal virtual {}
+
+    function _validationData() internal view virtual returns (uint256) {
+        return 0;
+    }
+
+    receive() external payable {}
+}
+
+/// Breaks nothing.
+contract ValidAccount is RuleAccount {}
+
+/// OP-011: TIMESTAMP.
+contract TimestampAccount is RuleAccount {
+    function _probe(address) internal view override {
+        require(block.timestamp != 0, "never");
+    }
+}
+
+/// OP-012: GAS not followed by a call.
+contract GasAccount is RuleAccount {
+    function _probe(address) internal view override {
+        require(gasleft() != 0, "never");
+    }
+}
+
+/// OP-080: BALANCE by an unstaked entity.
+contract BalanceAccount is RuleAccount {
+    function _probe(address helper) internal view override {
+        require(helper.balance != 1, "never");
+    }
+}
+
+/// OP-041: a call to an address without code.
+contract CodelessCallAccount is RuleAccount {
+    function _probe(address helper) internal override {
+        (bool ok,) = helper.call("");
+        ok;
+    }
+}
+
+/// OP-041: EXTCODESIZE of an address without code.
+contract ExtCodeAccount is RuleAccount {
+    function _probe(address helper) internal view override {
+        require(helper.code.length != 12345, "never");
+    }
+}
+
+/// OP-061: a call with value to someone other than the EntryPoint.
+contract ValueCallAccount is RuleAccount {
+    function _probe(address helper) internal override {
+        (bool ok,) = payable(helper).call{value: 1}("");
+        ok;
+    }
+}
+
+/// OP-054: any EntryPoint call other than depositTo / the fallback.
+contract EntryPointCallAccount is RuleAccount {
+    function _probe(address) internal view override {
+        require(INonces(msg.sender).getNonce(address(this), 1) != type(uint256).max, "never");
+    }
+}
+
+/// OP-031: CREATE2 outside the factory.
+contract Create2Account is RuleAccount {
+    function _probe(address) internal override {
+        new RuleStore{salt: bytes32(uint256(1))}();
+    }
+}
+
+/// OP-020: an inner call that runs out of gas.
+contract OutOfGasAccount is RuleAccount {
+    function _probe(address helper) internal override {
+        (bool ok,) = helper.call{gas: 10000}(abi.encodeCall(RuleStore.burn, ()));
+        ok;
+    }
+}
+
+/// STO-033: reads a slot of another contract not associated with the sender (unstaked).
+contract UnassociatedStorageAccount is RuleAccount {
+    function _probe(address helper) internal view override {
+        require(RuleStore(helper).total() != type(uint256).max, "never");
+    }
+}
+
+/// STO-021: reads the sender's entry in another contract's mapping: allowed for a deployed sender.
+contract AssociatedStorageAccount is RuleAccount {
+    function _probe(address helper) internal view override {
+        require(RuleStore(helper).balances(address(this)) != type(uint256).max, "never");
+    }
+}
+
+/// Returns validUntil = 1 (long expired).
+contract ExpiredAccount is RuleAccount {
+    function _validationData() internal pure override returns (uint256) {
+        return uint256(1) << 160;
+    }
+}
+
+/// A paymaster that reads TIMESTAMP (OP-011, attributed to the paymaster).
+contract TimestampPaymaster {
+    function validatePaymasterUserOp(PackedUserOperation calldata, bytes32, uint256)
+        external
+        view
+        returns (bytes memory context, uint256 validationData)
+    {
+        require(block.timestamp != 0, "never");
+        return ("", 0);
+    }
+
+    function postOp(uint8, bytes calldata, uint256, uint256) external {}
+}

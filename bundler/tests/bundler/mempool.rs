@@ -1,0 +1,147 @@
+//! The mempool against the real chain: replacement, per-sender limits, restart, failing operations
+//! inside a bundle, SQLite and PostgreSQL.
+
+use alloy::primitives::{Bytes, U256};
+use custody_bundler::BundlingMode;
+use custody_bundler::validation::RpcErrorCode;
+use custody_contracts::{EntryPointVersion, account};
+use custody_signer::KeyClass;
+use custody_signer::test_utils::Engine;
+use serde_json::json;
+
+use super::setup::{env, err, ok, random_address, send, wait_receipt};
+
+const V: EntryPointVersion = EntryPointVersion::V08;
+
+#[tokio::test]
+async fn replacement_rules_and_the_unstaked_sender_limit() {
+    let env = env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let owner = env.owner.address();
+    let call = |n: u64| account::execute(random_address(), U256::from(n), Bytes::new());
+    let sender = env.account(V, owner);
+    env.chain.set_balance(sender, U256::from(10u64.pow(18))).await.expect("fund");
+
+    // Paid fees: a replacement needs +10% on both fees.
+    let mut first = env.peruri_op(V, owner, 1, call(0)).await;
+    first.max_fee_per_gas = U256::from(100);
+    first.max_priority_fee_per_gas = U256::from(100);
+    let first = env.sign(V, first, &env.owner).await;
+    let first_hash = send(&bundler, V, &first).await;
+    // Sending the same operation again is idempotent.
+    assert_eq!(send(&bundler, V, &first).await, first_hash);
+
+    let mut low = first.clone();
+    low.call_data = call(1);
+    low.max_fee_per_gas = U256::from(105);
+    low.max_priority_fee_per_gas = U256::from(200);
+    let low = env.sign(V, low, &env.owner).await;
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([low, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::InvalidParams.code());
+    assert!(message.contains("replacement underpriced"), "{message}");
+
+    let mut high = first.clone();
+    high.call_data = call(2);
+    high.max_fee_per_gas = U256::from(110);
+    high.max_priority_fee_per_gas = U256::from(110);
+    let high = env.sign(V, high, &env.owner).await;
+    let high_hash = send(&bundler, V, &high).await;
+    let replaced = ok(&bundler, "eth_getUserOperationByHash", json!([first_hash])).await;
+    assert_eq!(replaced["status"], "replaced");
+    assert!(replaced["transactionHash"].is_null());
+    assert_eq!(ok(&bundler, "eth_getUserOperationByHash", json!([high_hash])).await["status"], "pending");
+
+    // Zero-fee chain rule: equal (zero) fees replace.
+    let zero = env.sign(V, env.peruri_op(V, owner, 2, call(3)).await, &env.owner).await;
+    let zero_hash = send(&bundler, V, &zero).await;
+    let zero2 = env.sign(V, env.peruri_op(V, owner, 2, call(4)).await, &env.owner).await;
+    let zero2_hash = send(&bundler, V, &zero2).await;
+    assert_ne!(zero_hash, zero2_hash);
+    assert_eq!(ok(&bundler, "eth_getUserOperationByHash", json!([zero_hash])).await["status"], "replaced");
+
+    // Live: nonce keys 1 and 2; two more fit, the fifth is refused.
+    for key in [3, 4] {
+        send(&bundler, V, &env.sign(V, env.peruri_op(V, owner, key, call(5)).await, &env.owner).await).await;
+    }
+    let fifth = env.sign(V, env.peruri_op(V, owner, 5, call(6)).await, &env.owner).await;
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([fifth, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::Banned.code(), "{message}");
+    assert!(message.contains("unstaked sender"), "{message}");
+    let pool = ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await;
+    assert_eq!(pool.as_array().map(Vec::len), Some(4));
+}
+
+async fn restart_keeps_the_mempool(engine: Engine) {
+    let env = env(engine).await;
+    let owner = env.owner.address();
+    let recipient = random_address();
+    let op = env.peruri_op(V, owner, 0, account::execute(recipient, U256::from(3), Bytes::new())).await;
+    env.chain.set_balance(op.sender, U256::from(10)).await.expect("fund");
+    let op = env.sign(V, op, &env.owner).await;
+    let hash = {
+        let bundler = env.bundler(BundlingMode::Manual).await;
+        send(&bundler, V, &op).await
+    };
+    // A new bundler over the same database.
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let pool = ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await;
+    assert_eq!(pool, json!([op]));
+    let tx = ok(&bundler, "debug_bundler_sendBundleNow", json!([])).await;
+    assert!(tx.is_string(), "a bundle was sent: {tx}");
+    let receipt = wait_receipt(&bundler, hash).await;
+    assert_eq!(receipt["success"], json!(true));
+    assert_eq!(receipt["receipt"]["transactionHash"], tx);
+    let rep = ok(&bundler, "debug_bundler_dumpReputation", json!([V.address()])).await;
+    let sender_rep = rep
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["address"] == json!(op.sender)))
+        .cloned()
+        .expect("sender reputation");
+    assert_eq!(sender_rep["opsSeen"], "0x1");
+    assert_eq!(sender_rep["opsIncluded"], "0x1");
+    assert_eq!(sender_rep["status"], "ok");
+    assert_eq!(ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await, json!([]));
+}
+
+#[tokio::test]
+async fn restart_keeps_the_mempool_sqlite() {
+    restart_keeps_the_mempool(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn restart_keeps_the_mempool_postgres() {
+    restart_keeps_the_mempool(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_failing_operation_is_dropped_with_its_reason_and_the_rest_is_bundled() {
+    let env = env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    env.keys.keyring.create_user("bob").await.expect("bob");
+    let bob = env.keys.keyring.signer(KeyClass::User, "bob").await.expect("bob signer");
+    let (alice_recipient, bob_recipient) = (random_address(), random_address());
+
+    let a = env.peruri_op(V, env.owner.address(), 0, account::execute(alice_recipient, U256::from(1), Bytes::new()));
+    let a = env.sign(V, a.await, &env.owner).await;
+    let b = env.peruri_op(V, bob.address(), 0, account::execute(bob_recipient, U256::from(1), Bytes::new())).await;
+    let b = env.sign(V, b, &bob).await;
+    for op in [&a, &b] {
+        env.chain.set_balance(op.sender, U256::from(10)).await.expect("fund");
+    }
+    let a_hash = send(&bundler, V, &a).await;
+    let b_hash = send(&bundler, V, &b).await;
+
+    // Someone else uses alice's nonce first: her pooled operation can no longer be included.
+    let mut other = a.clone();
+    other.call_data = account::execute(random_address(), U256::from(1), Bytes::new());
+    let other = env.sign(V, other, &env.owner).await;
+    env.handle_ops_directly(V, vec![other]).await;
+
+    let tx = ok(&bundler, "debug_bundler_sendBundleNow", json!([])).await;
+    assert!(tx.is_string());
+    assert_eq!(wait_receipt(&bundler, b_hash).await["success"], json!(true));
+    let failed = ok(&bundler, "eth_getUserOperationByHash", json!([a_hash])).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["reason"].as_str().is_some_and(|r| r.starts_with("AA")), "{failed}");
+    assert!(ok(&bundler, "eth_getUserOperationReceipt", json!([a_hash])).await.is_null());
+}

@@ -1,0 +1,240 @@
+//! Shared set-up: chain with everything deployed, HSM keys, a bundler over a test database, and a
+//! TEST-ONLY validator (scaffolding until the revm simulator lands) that checks an operation by an
+//! `eth_call` of `handleOps` on the real local chain.
+
+use std::sync::Arc;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::aliases::U192;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider};
+use custody_bundler::validation::{Entity, RpcErrorCode, StakeInfo, Validate, ValidatedOp, ValidationError};
+use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
+use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
+use custody_contracts::userop::signing_digest;
+use custody_contracts::{
+    DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
+};
+use custody_signer::test_utils::{Engine, TestDb, TestKeyring};
+use custody_signer::{EthSigner, KeyClass};
+use serde_json::{Value, json};
+
+/// TEST SCAFFOLDING: validates by simulating `handleOps([op])` with `eth_call` from a dev account.
+/// No ERC-7562 rules; stake facts from `staked`; prefund zero (the test chain has zero fees).
+#[derive(Debug)]
+pub(crate) struct ChainValidator {
+    pub(crate) provider: DynProvider,
+    pub(crate) chain_id: u64,
+    pub(crate) from: Address,
+    /// Entities reported as staked (the load generator stakes the factory, as production does).
+    pub(crate) staked: Vec<Entity>,
+}
+
+#[async_trait::async_trait]
+impl Validate for ChainValidator {
+    async fn validate(
+        &self,
+        op: &PackedUserOperation,
+        entry_point: EntryPointVersion,
+    ) -> Result<ValidatedOp, ValidationError> {
+        let ep = IEntryPoint::new(entry_point.address(), self.provider.clone());
+        let block_number = self.provider.get_block_number().await.expect("block number");
+        if let Err(e) = ep.handleOps(vec![op.clone()], self.from).from(self.from).call().await {
+            let reason = e
+                .as_decoded_error::<IEntryPoint::FailedOp>()
+                .map(|f| f.reason)
+                .or_else(|| e.as_decoded_error::<IEntryPoint::FailedOpWithRevert>().map(|f| f.reason))
+                .unwrap_or_else(|| e.to_string());
+            return Err(ValidationError::new(RpcErrorCode::EntryPointRejected, reason));
+        }
+        Ok(ValidatedOp {
+            user_op_hash: op.hash(entry_point, entry_point.address(), self.chain_id),
+            entry_point,
+            block_number,
+            prefund: U256::ZERO,
+            valid_after: 0,
+            valid_until: u64::MAX,
+            sender: StakeInfo { address: op.sender, ..Default::default() },
+            factory: None,
+            paymaster: None,
+            aggregator: None,
+            staked: [Entity::Sender, Entity::Factory, Entity::Paymaster]
+                .into_iter()
+                .map(|e| (e, self.staked.contains(&e)))
+                .collect(),
+            code_hashes: Vec::new(),
+            accessed_addresses: Vec::new(),
+            validation_gas_used: 0,
+        })
+    }
+}
+
+pub(crate) struct Env {
+    pub(crate) chain: LocalChain,
+    pub(crate) provider: DynProvider,
+    pub(crate) deployment: Deployment,
+    pub(crate) keys: TestKeyring,
+    pub(crate) bundler_key: EthSigner,
+    pub(crate) owner: EthSigner,
+}
+
+/// A chain with everything deployed, an HSM keyring (on `engine`) holding a funded bundler key and a
+/// user owner key.
+pub(crate) async fn env(engine: Engine) -> Env {
+    env_with(engine, LocalChainConfig::default()).await
+}
+
+/// [`env`] on a chain configured by `config` (e.g. 2 s blocks for the load generator).
+pub(crate) async fn env_with(engine: Engine, config: LocalChainConfig) -> Env {
+    let chain =
+        LocalChain::start_with(config).await.expect("local chain starts (run `npm ci --prefix contracts` first)");
+    let config = DeployConfig::single_operator(chain.dev_accounts()[0].address());
+    let deployment = chain.deploy(&config).await.expect("deploys");
+    let provider = chain.provider();
+    let keys = TestKeyring::new(engine).await;
+    keys.keyring.create_infra("bundler").await.expect("bundler key");
+    keys.keyring.create_user("alice").await.expect("user key");
+    let bundler_key = keys.keyring.signer(KeyClass::Infra, "bundler").await.expect("bundler signer");
+    let owner = keys.keyring.signer(KeyClass::User, "alice").await.expect("owner signer");
+    chain.set_balance(bundler_key.address(), U256::from(10u64.pow(18))).await.expect("fund bundler");
+    Env { chain, provider, deployment, keys, bundler_key, owner }
+}
+
+impl Env {
+    pub(crate) fn config(&self, mode: BundlingMode) -> BundlerConfig {
+        BundlerConfig { debug_methods: true, bundling_mode: mode, poll_interval_ms: 100, ..Default::default() }
+    }
+
+    /// A bundler over `db` (the keyring's database unless another is given).
+    pub(crate) async fn bundler_on(&self, db: &TestDb, mode: BundlingMode) -> Arc<Bundler> {
+        let validator = Arc::new(ChainValidator {
+            provider: self.provider.clone(),
+            chain_id: self.chain.chain_id(),
+            from: self.chain.dev_accounts()[1].address(),
+            staked: Vec::new(),
+        });
+        Bundler::new(
+            self.config(mode),
+            db.pool().await,
+            vec![self.bundler_key.clone()],
+            self.provider.clone(),
+            validator,
+            None,
+        )
+        .await
+        .expect("bundler starts")
+    }
+
+    pub(crate) async fn bundler(&self, mode: BundlingMode) -> Arc<Bundler> {
+        self.bundler_on(&self.keys.db, mode).await
+    }
+
+    /// The counterfactual Peruri account of `owner`.
+    pub(crate) fn account(&self, version: EntryPointVersion, owner: Address) -> Address {
+        let c = &self.deployment.contracts;
+        account::account_address(c.account_factory(version), c.account_implementation(version), owner, U256::ZERO)
+    }
+
+    pub(crate) async fn nonce(&self, version: EntryPointVersion, sender: Address, key: U192) -> U256 {
+        IEntryPoint::new(version.address(), self.provider.clone()).getNonce(sender, key).call().await.expect("getNonce")
+    }
+
+    /// An unsigned operation of the Peruri account of `owner` calling `call_data`, with initCode if
+    /// the account is not deployed yet. Zero fees.
+    pub(crate) async fn peruri_op(
+        &self,
+        version: EntryPointVersion,
+        owner: Address,
+        nonce_key: u64,
+        call_data: Bytes,
+    ) -> UserOperation {
+        let sender = self.account(version, owner);
+        let deployed = !self.provider.get_code_at(sender).await.expect("code").is_empty();
+        UserOperation {
+            sender,
+            nonce: self.nonce(version, sender, U192::from(nonce_key)).await,
+            factory: (!deployed).then(|| self.deployment.contracts.account_factory(version)),
+            factory_data: (!deployed).then(|| account::factory_data(owner, U256::ZERO)),
+            call_data,
+            call_gas_limit: U256::from(200_000),
+            verification_gas_limit: U256::from(400_000),
+            pre_verification_gas: U256::from(50_000),
+            ..Default::default()
+        }
+    }
+
+    /// Signs `op` with `signer` (HSM) for `version`.
+    pub(crate) async fn sign(
+        &self,
+        version: EntryPointVersion,
+        mut op: UserOperation,
+        signer: &EthSigner,
+    ) -> UserOperation {
+        op.signature = Bytes::new();
+        let hash = op.hash(version, version.address(), self.chain.chain_id()).expect("hash");
+        let signature = signer.sign_digest(&signing_digest(version, hash)).await.expect("sign");
+        op.signature = Bytes::from(signature.as_bytes().to_vec());
+        op
+    }
+
+    /// Sends `ops` directly through the EntryPoint from a dev account (not through the bundler).
+    pub(crate) async fn handle_ops_directly(&self, version: EntryPointVersion, ops: Vec<UserOperation>) {
+        let dev = self.chain.dev_accounts()[2].clone();
+        let provider = self.chain.provider_with(EthereumWallet::from(dev.clone()));
+        let packed = ops.iter().map(|o| o.pack().expect("packs")).collect();
+        let receipt = IEntryPoint::new(version.address(), provider)
+            .handleOps(packed, dev.address())
+            .send()
+            .await
+            .expect("handleOps sent")
+            .get_receipt()
+            .await
+            .expect("receipt");
+        assert!(receipt.status());
+    }
+}
+
+/// A random recipient.
+pub(crate) fn random_address() -> Address {
+    Address::from(rand::random::<[u8; 20]>())
+}
+
+/// Calls one JSON-RPC method through the bundler's handler.
+pub(crate) async fn call(bundler: &Bundler, method: &str, params: Value) -> Value {
+    custody_bundler::rpc::handle(bundler, json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .await
+        .expect("a response")
+}
+
+/// The `result` of a call, panicking with the error otherwise.
+pub(crate) async fn ok(bundler: &Bundler, method: &str, params: Value) -> Value {
+    let response = call(bundler, method, params).await;
+    assert!(response.get("error").is_none(), "{method} failed: {response}");
+    response["result"].clone()
+}
+
+/// The error code of a call that must fail.
+pub(crate) async fn err(bundler: &Bundler, method: &str, params: Value) -> (i64, String) {
+    let response = call(bundler, method, params).await;
+    let error = &response["error"];
+    assert!(error.is_object(), "{method} should fail: {response}");
+    (error["code"].as_i64().expect("code"), error["message"].as_str().unwrap_or_default().to_owned())
+}
+
+/// `eth_sendUserOperation` of `op` for `version`: its hash.
+pub(crate) async fn send(bundler: &Bundler, version: EntryPointVersion, op: &UserOperation) -> B256 {
+    let result = ok(bundler, "eth_sendUserOperation", json!([op, version.address()])).await;
+    serde_json::from_value(result).expect("hash")
+}
+
+/// Waits for the receipt of `hash` (the bundler runs in auto mode).
+pub(crate) async fn wait_receipt(bundler: &Bundler, hash: B256) -> Value {
+    for _ in 0..300 {
+        let receipt = ok(bundler, "eth_getUserOperationReceipt", json!([hash])).await;
+        if !receipt.is_null() {
+            return receipt;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no receipt for {hash} within 30 s");
+}

@@ -1,0 +1,154 @@
+//! Shared set-up: a deployed local chain, a simulator over it, UserOperation building and signing.
+
+use alloy::primitives::aliases::U192;
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::DynProvider;
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use custody_bundler::sim::{SimConfig, Simulator};
+use custody_contracts::test_utils::LocalChain;
+use custody_contracts::userop::signing_digest;
+use custody_contracts::{
+    DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
+};
+
+pub(crate) struct Env {
+    pub(crate) chain: LocalChain,
+    pub(crate) provider: DynProvider,
+    pub(crate) deployment: Deployment,
+}
+
+pub(crate) async fn env() -> Env {
+    let chain = LocalChain::start().await.expect("local chain starts (run `npm ci --prefix contracts` first)");
+    let config = DeployConfig::single_operator(chain.dev_accounts()[0].address());
+    let deployment = chain.deploy(&config).await.expect("deploys");
+    let provider = chain.provider();
+    Env { chain, provider, deployment }
+}
+
+/// A fresh address (the address of a random key).
+pub(crate) fn random_address() -> Address {
+    PrivateKeySigner::random().address()
+}
+
+/// Runtime code of a rule-test contract (bundler/test-contracts/artifacts).
+pub(crate) fn rule_contract_code(name: &str) -> Bytes {
+    let path = format!("{}/test-contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read_to_string(&path).expect("rule-test artifact exists (node bundler/test-contracts/build.mjs)");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("artifact parses");
+    json["deployedBytecode"].as_str().expect("deployedBytecode").parse().expect("hex")
+}
+
+impl Env {
+    pub(crate) fn config(&self) -> SimConfig {
+        SimConfig::new(self.chain.chain_id())
+    }
+
+    pub(crate) fn simulator(&self) -> Simulator {
+        self.simulator_with(self.config())
+    }
+
+    pub(crate) fn simulator_with(&self, config: SimConfig) -> Simulator {
+        Simulator::connect(self.chain.rpc_url(), config).expect("simulator connects")
+    }
+
+    pub(crate) fn entry_point(&self, version: EntryPointVersion) -> IEntryPoint::IEntryPointInstance<DynProvider> {
+        IEntryPoint::new(version.address(), self.provider.clone())
+    }
+
+    /// Installs a rule-test contract at a fresh address.
+    pub(crate) async fn install(&self, name: &str) -> Address {
+        let address = random_address();
+        self.chain.set_code(address, rule_contract_code(name)).await.expect("setCode");
+        address
+    }
+
+    /// The counterfactual Peruri account of `owner` (salt 0).
+    pub(crate) fn account_address(&self, version: EntryPointVersion, owner: Address) -> Address {
+        let c = &self.deployment.contracts;
+        account::account_address(c.account_factory(version), c.account_implementation(version), owner, U256::ZERO)
+    }
+
+    /// An unsigned zero-fee operation of `sender` calling `call_data`, deploying the Peruri account of
+    /// `owner` first if `deploy_for` is set.
+    pub(crate) async fn op(
+        &self,
+        version: EntryPointVersion,
+        sender: Address,
+        deploy_for: Option<Address>,
+        call_data: Bytes,
+    ) -> UserOperation {
+        let nonce = self.entry_point(version).getNonce(sender, U192::ZERO).call().await.expect("getNonce");
+        UserOperation {
+            sender,
+            nonce,
+            factory: deploy_for.map(|_| self.deployment.contracts.account_factory(version)),
+            factory_data: deploy_for.map(|owner| account::factory_data(owner, U256::ZERO)),
+            call_data,
+            call_gas_limit: U256::from(200_000),
+            verification_gas_limit: U256::from(400_000),
+            pre_verification_gas: U256::from(50_000),
+            ..Default::default()
+        }
+    }
+
+    /// Packs `op` and signs it for `version` with `owner`.
+    pub(crate) fn sign(
+        &self,
+        version: EntryPointVersion,
+        op: &UserOperation,
+        owner: &PrivateKeySigner,
+    ) -> PackedUserOperation {
+        let mut packed = op.pack().expect("packs");
+        let hash = packed.hash(version, version.address(), self.chain.chain_id());
+        let signature = owner.sign_hash_sync(&signing_digest(version, hash)).expect("signs");
+        packed.signature = Bytes::from(signature.as_bytes().to_vec());
+        packed
+    }
+
+    /// An operation of a rule-test account: no initCode, `helper` abi-encoded as the signature.
+    pub(crate) fn rule_op(&self, sender: Address, helper: Address) -> PackedUserOperation {
+        let op = UserOperation {
+            sender,
+            call_gas_limit: U256::from(100_000),
+            verification_gas_limit: U256::from(400_000),
+            pre_verification_gas: U256::from(50_000),
+            signature: Bytes::from(alloy::sol_types::SolValue::abi_encode(&helper)),
+            ..Default::default()
+        };
+        op.pack().expect("packs")
+    }
+
+    /// Sends a bundle of `ops` from dev account 0 and returns the receipt.
+    pub(crate) async fn handle_ops(
+        &self,
+        version: EntryPointVersion,
+        ops: Vec<PackedUserOperation>,
+    ) -> TransactionReceipt {
+        let beneficiary = self.chain.dev_accounts()[0].address();
+        let receipt = self
+            .entry_point(version)
+            .handleOps(ops, beneficiary)
+            .send()
+            .await
+            .expect("handleOps sent")
+            .get_receipt()
+            .await
+            .expect("receipt");
+        assert!(receipt.status(), "handleOps succeeded");
+        receipt
+    }
+}
+
+/// The UserOperationEvent of a receipt.
+pub(crate) fn user_op_event(receipt: &TransactionReceipt) -> IEntryPoint::UserOperationEvent {
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|log| IEntryPoint::UserOperationEvent::decode_log_data(log.data()).ok())
+        .expect("UserOperationEvent emitted")
+}

@@ -1,0 +1,57 @@
+//! The crate's error type.
+
+/// What can go wrong in intake, the worker and the indexer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The activity is not acceptable (bad type, time, user id or amount).
+    #[error("invalid activity: {0}")]
+    Invalid(&'static str),
+    /// The Idempotency-Key was used before with other parameters.
+    #[error("this idempotency key was used with other parameters")]
+    IdempotencyConflict,
+    /// The database failed.
+    #[error("issuance store {op}: {source}")]
+    Database {
+        /// The query.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The migrations failed.
+    #[error("issuance migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not decode.
+    #[error("issuance row is corrupt: {0}")]
+    CorruptRow(&'static str),
+    /// The chain node failed or is unreachable.
+    #[error("chain {op}: {source}")]
+    Rpc {
+        /// The call.
+        op: &'static str,
+        /// The transport's error.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+    /// Signing a transaction failed.
+    #[error("signing a transaction: {0}")]
+    Sign(#[source] alloy::signers::Error),
+    /// The issuer key is missing or unusable.
+    #[error("issuer key: {0}")]
+    Keyring(#[source] custody_signer::Error),
+    /// A recipient's wallet could not be resolved.
+    #[error("recipient wallet: {0}")]
+    Wallets(#[source] custody_accounts::Error),
+}
+
+impl Error {
+    /// A database error of `op`.
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Database { op, source }
+    }
+
+    /// An RPC error of `op`.
+    pub(crate) fn rpc(op: &'static str) -> impl FnOnce(alloy::transports::TransportError) -> Self {
+        move |source| Self::Rpc { op, source }
+    }
+}

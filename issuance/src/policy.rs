@@ -1,0 +1,135 @@
+//! The policy engine: what an activity issues, from the configured rules.
+//!
+//! | type | issues |
+//! |---|---|
+//! | `attendance` | `attendance.amount` PTKN; the month's badge once the month's count reaches the threshold |
+//! | `training_completed` | the training badge and `training.bonus` PTKN |
+//! | `milestone` | the milestone's badge (if configured) and a log entry |
+//! | anything else | nothing (stored and anchored only) |
+//!
+//! Badges are issued at most once per user and badge id (the store enforces it).
+
+use serde_json::Value;
+
+use crate::config::PolicyConfig;
+
+/// Activity types with rules.
+pub(crate) const ATTENDANCE: &str = "attendance";
+pub(crate) const TRAINING: &str = "training_completed";
+pub(crate) const MILESTONE: &str = "milestone";
+/// Internal types of direct mints and burns (`/mintToken`, `/v1/tokens/burn`); refused at intake.
+pub(crate) const MINT: &str = "_mint";
+pub(crate) const BURN: &str = "_burn";
+
+/// One thing an activity issues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Award {
+    /// PTKN, in whole tokens.
+    Token(u64),
+    /// A PBADGE id (at most once per user).
+    Badge(u64),
+    /// A PTKN burn, in whole tokens.
+    Burn(u64),
+    /// A log entry (the activity's leaf in the anchored batch).
+    Log,
+}
+
+/// The rules, evaluated without side effects.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    config: PolicyConfig,
+}
+
+impl Policy {
+    pub(crate) fn new(config: PolicyConfig) -> Self {
+        Self { config }
+    }
+
+    /// The period counter an activity advances (attendance: its `YYYYMM`), if any.
+    pub(crate) fn counter(kind: &str, occurred_at: i64) -> Option<String> {
+        (kind == ATTENDANCE).then(|| crate::time::year_month(occurred_at).to_string())
+    }
+
+    /// What an activity issues; `count` is the period counter after this activity (attendance).
+    pub(crate) fn evaluate(&self, kind: &str, payload: &Value, occurred_at: i64, count: u64) -> Vec<Award> {
+        let c = &self.config;
+        match kind {
+            ATTENDANCE => {
+                let mut awards = vec![Award::Token(c.attendance.amount)];
+                let threshold = c.attendance.monthly_threshold;
+                if threshold > 0 && count >= threshold {
+                    let month = crate::time::year_month(occurred_at);
+                    awards.push(Award::Badge(c.attendance.monthly_badge_base.saturating_add(month)));
+                }
+                awards
+            }
+            TRAINING => {
+                let badge = payload.get("badge_id").and_then(Value::as_u64).unwrap_or(c.training.badge_id);
+                vec![Award::Badge(badge), Award::Token(c.training.bonus)]
+            }
+            MILESTONE => {
+                let name = payload.get("milestone").and_then(Value::as_str);
+                let badge = name.and_then(|n| c.milestones.get(n)).copied();
+                badge.map(Award::Badge).into_iter().chain([Award::Log]).collect()
+            }
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .filter(|a| !matches!(a, Award::Token(0)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{AttendanceRule, TrainingRule};
+
+    fn policy() -> Policy {
+        Policy::new(PolicyConfig {
+            attendance: AttendanceRule { amount: 10, monthly_threshold: 3, monthly_badge_base: 1_000_000 },
+            training: TrainingRule { badge_id: 7, bonus: 50 },
+            milestones: [("first_year".to_owned(), 900)].into(),
+        })
+    }
+
+    const JAN_2026: i64 = 1_768_000_000; // 2026-01-09
+
+    #[test]
+    fn attendance_pays_and_the_months_badge_comes_at_the_threshold() {
+        let p = policy();
+        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 1), vec![Award::Token(10)]);
+        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 2), vec![Award::Token(10)]);
+        assert_eq!(
+            p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 3),
+            vec![Award::Token(10), Award::Badge(1_202_601)],
+            "threshold reached: the month's badge (the store keeps it to once per user)"
+        );
+        assert_eq!(Policy::counter(ATTENDANCE, JAN_2026).as_deref(), Some("202601"));
+        assert_eq!(Policy::counter(TRAINING, JAN_2026), None);
+    }
+
+    #[test]
+    fn training_milestones_and_unknown_types() {
+        let p = policy();
+        assert_eq!(p.evaluate(TRAINING, &json!({}), JAN_2026, 0), vec![Award::Badge(7), Award::Token(50)]);
+        assert_eq!(p.evaluate(TRAINING, &json!({"badge_id": 8}), JAN_2026, 0), vec![Award::Badge(8), Award::Token(50)]);
+        assert_eq!(
+            p.evaluate(MILESTONE, &json!({"milestone": "first_year"}), JAN_2026, 0),
+            vec![Award::Badge(900), Award::Log]
+        );
+        assert_eq!(p.evaluate(MILESTONE, &json!({"milestone": "other"}), JAN_2026, 0), vec![Award::Log]);
+        assert_eq!(p.evaluate("coffee_break", &json!({"x": 1}), JAN_2026, 0), vec![]);
+    }
+
+    #[test]
+    fn zero_amounts_and_thresholds_issue_nothing() {
+        let p = Policy::new(PolicyConfig {
+            attendance: AttendanceRule { amount: 0, monthly_threshold: 0, monthly_badge_base: 0 },
+            ..PolicyConfig::default()
+        });
+        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 100), vec![]);
+    }
+}

@@ -1,0 +1,312 @@
+//! Intake and reads over the issuance tables (SQLite or PostgreSQL through sqlx `Any`).
+
+use alloy::primitives::keccak256;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{AnyPool, Row, migrate::Migrator};
+
+use crate::{
+    Error,
+    policy::{Award, BURN, MINT, Policy},
+};
+
+/// What the app backend reports (or asks for, with a direct mint or burn).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewActivity {
+    /// The app's user id (kept in the database; never on-chain, never in a leaf).
+    pub user_id: String,
+    /// The activity type (`attendance`, `training_completed`, `milestone`, or anything else).
+    pub kind: String,
+    /// Free-form details (kept in the database only).
+    pub payload: Value,
+    /// When it happened, Unix seconds.
+    pub occurred_at: i64,
+}
+
+/// The answer of an intake call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// The activity id (`0x` and 64 hex digits).
+    pub id: String,
+    /// `false` when the idempotency key was seen before with the same parameters (a replay).
+    pub created: bool,
+}
+
+/// One issued item as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedItem {
+    /// `token`, `badge`, `burn` or `log`.
+    pub kind: String,
+    /// PTKN base units (10^-18), for `token` and `burn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// The PBADGE id, for `badge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub badge_id: Option<String>,
+    /// The transaction that carries it, once signed.
+    pub tx_hash: Option<String>,
+}
+
+/// An activity as `GET /activity/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityView {
+    /// The activity id.
+    pub id: String,
+    /// `queued`, `batched`, `submitted`, `confirmed` or `failed`.
+    pub status: String,
+    /// The activity type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The transaction that carries its items (the anchor if it issues nothing), once submitted.
+    pub tx_hash: Option<String>,
+    /// That transaction's block, once mined.
+    pub block_number: Option<u64>,
+    /// The PLOG batch id.
+    pub batch_id: Option<String>,
+    /// The batch's merkle root.
+    pub merkle_root: Option<String>,
+    /// The activity's leaf.
+    pub leaf: Option<String>,
+    /// The leaf's merkle proof.
+    pub proof: Option<Vec<String>>,
+    /// What it issues.
+    pub issued: Vec<IssuedItem>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The issuance tables.
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) postgres: bool,
+}
+
+/// Now, Unix milliseconds.
+pub(crate) fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// PTKN base units of `whole` tokens (18 decimals), as decimal text.
+pub(crate) fn base_units(whole: u64) -> String {
+    (alloy::primitives::U256::from(whole) * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18)))
+        .to_string()
+}
+
+impl Store {
+    /// Opens the store on `pool` and applies this crate's migrations (others' are left alone).
+    pub(crate) async fn open(pool: AnyPool) -> Result<Self, Error> {
+        let conn = pool.acquire().await.map_err(Error::db("connect"))?;
+        let postgres = conn.backend_name() == "PostgreSQL";
+        drop(conn);
+        let mut migrator: Migrator =
+            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(Self { pool, postgres })
+    }
+
+    /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction.
+    /// The same `(caller, key)` with the same parameters returns the first activity; with others, a conflict.
+    pub(crate) async fn track(
+        &self,
+        policy: &Policy,
+        caller: &str,
+        key: &str,
+        activity: &NewActivity,
+        direct: Option<Award>,
+    ) -> Result<Tracked, Error> {
+        let request_hash = request_hash(activity, direct.as_ref());
+        let id = format!("0x{}", hex::encode(rand::random::<[u8; 32]>()));
+        let now = now_millis();
+        let mut tx = self.pool.begin().await.map_err(Error::db("begin"))?;
+        // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
+        let inserted = sqlx::query(
+            "INSERT INTO issuance_activities (id, caller, idempotency_key, request_hash, user_id, kind, payload, \
+             occurred_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) \
+             ON CONFLICT (caller, idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(caller)
+        .bind(key)
+        .bind(&request_hash)
+        .bind(&activity.user_id)
+        .bind(&activity.kind)
+        .bind(activity.payload.to_string())
+        .bind(activity.occurred_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert activity"))?
+        .rows_affected();
+        if inserted == 0 {
+            let row = sqlx::query(
+                "SELECT id, request_hash FROM issuance_activities WHERE caller = $1 AND idempotency_key = $2",
+            )
+            .bind(caller)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::db("select replay"))?;
+            let stored: String = row.try_get("request_hash").map_err(Error::db("decode replay"))?;
+            if stored != request_hash {
+                return Err(Error::IdempotencyConflict);
+            }
+            return Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode replay"))?, created: false });
+        }
+        let awards = match direct {
+            Some(award) => vec![award],
+            None => {
+                let mut count = 0;
+                if let Some(period) = Policy::counter(&activity.kind, activity.occurred_at) {
+                    let row = sqlx::query(
+                        "INSERT INTO issuance_counters (user_id, period, count) VALUES ($1, $2, 1) \
+                         ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 \
+                         RETURNING count",
+                    )
+                    .bind(&activity.user_id)
+                    .bind(&period)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(Error::db("count"))?;
+                    count =
+                        u64::try_from(row.try_get::<i64, _>("count").map_err(Error::db("decode count"))?).unwrap_or(0);
+                }
+                policy.evaluate(&activity.kind, &activity.payload, activity.occurred_at, count)
+            }
+        };
+        for award in awards {
+            let (kind, amount, badge, once) = match award {
+                Award::Token(n) => ("token", Some(base_units(n)), None, None),
+                Award::Burn(n) => ("burn", Some(base_units(n)), None, None),
+                Award::Badge(b) => {
+                    let once = keccak256(format!("{}\0{b}", activity.user_id)).to_string();
+                    ("badge", None, Some(b.to_string()), Some(once))
+                }
+                Award::Log => ("log", None, None, None),
+            };
+            sqlx::query(
+                "INSERT INTO issuance_items (activity_id, kind, amount, badge_id, once_key) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (once_key) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(kind)
+            .bind(amount)
+            .bind(badge)
+            .bind(once)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert item"))?;
+        }
+        sqlx::query("INSERT INTO issuance_outbox (activity_id) VALUES ($1)")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert outbox"))?;
+        tx.commit().await.map_err(Error::db("commit activity"))?;
+        Ok(Tracked { id, created: true })
+    }
+
+    /// The activity `id` as the API shows it.
+    pub(crate) async fn view(&self, id: &str) -> Result<Option<ActivityView>, Error> {
+        let row = sqlx::query(
+            "SELECT a.id, a.status, a.kind, a.batch_id, a.leaf, a.proof, a.error, b.root FROM issuance_activities a \
+             LEFT JOIN issuance_batches b ON b.id = a.batch_id WHERE a.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::db("select activity"))?;
+        let Some(row) = row else { return Ok(None) };
+        let text = |col: &'static str| row.try_get::<Option<String>, _>(col).map_err(Error::db("decode activity"));
+        let proof = text("proof")?
+            .map(|p| {
+                serde_json::from_str::<Vec<String>>(&p).map_err(|_| Error::CorruptRow("issuance_activities.proof"))
+            })
+            .transpose()?;
+        let items = sqlx::query(
+            "SELECT i.kind, i.amount, i.badge_id, t.tx_hash, t.status, t.block_number FROM issuance_items i \
+             LEFT JOIN issuance_txs t ON t.id = i.tx_id WHERE i.activity_id = $1 ORDER BY i.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("select items"))?;
+        let mut issued = Vec::new();
+        let mut carrier: Option<(Option<String>, Option<i64>)> = None;
+        for item in &items {
+            let get = |col: &'static str| item.try_get::<Option<String>, _>(col).map_err(Error::db("decode item"));
+            let status = get("status")?;
+            let sent = matches!(status.as_deref(), Some("submitted" | "mined"));
+            let tx_hash = get("tx_hash")?.filter(|_| sent);
+            let block: Option<i64> = item.try_get("block_number").map_err(Error::db("decode item"))?;
+            if carrier.is_none() && tx_hash.is_some() {
+                carrier = Some((tx_hash.clone(), block));
+            }
+            issued.push(IssuedItem {
+                kind: get("kind")?.unwrap_or_default(),
+                amount: get("amount")?,
+                badge_id: get("badge_id")?,
+                tx_hash,
+            });
+        }
+        let batch_id = text("batch_id")?;
+        if carrier.is_none()
+            && let Some(batch) = &batch_id
+        {
+            let anchor = sqlx::query(
+                "SELECT tx_hash, block_number FROM issuance_txs WHERE batch_id = $1 AND ordinal = 0 \
+                 AND status IN ('submitted', 'mined')",
+            )
+            .bind(batch)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("select anchor"))?;
+            if let Some(anchor) = anchor {
+                carrier = Some((
+                    anchor.try_get("tx_hash").map_err(Error::db("decode anchor"))?,
+                    anchor.try_get("block_number").map_err(Error::db("decode anchor"))?,
+                ));
+            }
+        }
+        let (tx_hash, block) = carrier.unwrap_or_default();
+        Ok(Some(ActivityView {
+            id: text("id")?.unwrap_or_default(),
+            status: text("status")?.unwrap_or_default(),
+            kind: text("kind")?.unwrap_or_default(),
+            tx_hash,
+            block_number: block.and_then(|b| u64::try_from(b).ok()),
+            batch_id,
+            merkle_root: text("root")?,
+            leaf: text("leaf")?,
+            proof,
+            issued,
+            error: text("error")?,
+        }))
+    }
+}
+
+/// The fingerprint of an intake call's parameters.
+fn request_hash(activity: &NewActivity, direct: Option<&Award>) -> String {
+    let canonical = serde_json::json!({
+        "user_id": activity.user_id,
+        "type": activity.kind,
+        "payload": activity.payload,
+        "occurred_at": activity.occurred_at,
+        "direct": direct.map(|d| format!("{d:?}")),
+    });
+    keccak256(canonical.to_string()).to_string()
+}
+
+/// Whether `kind` may come through intake (the internal mint and burn types may not).
+pub(crate) fn intake_kind_ok(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 64
+        && !kind.starts_with('_')
+        && kind != MINT
+        && kind != BURN
+        && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}

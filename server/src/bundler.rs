@@ -1,0 +1,65 @@
+//! The bundler inside `custody serve`: ERC-7769 JSON-RPC at `POST /rpc`, validation
+//! in revm with ERC-7562 (the simulator), and one bundle builder per bundler key.
+//!
+//! Peruri's own account factories and paymasters are trusted: they are this
+//! service's contracts, and the factories' clone deployment reads its balance
+//! (ERC-7562 OP-080), which an unstaked factory may not. Other entities get the
+//! full rules.
+
+use std::sync::Arc;
+
+use alloy::providers::{Provider, ProviderBuilder};
+use anyhow::Context;
+use custody_bundler::{
+    Bundler, BundlerConfig, EstimateGas,
+    sim::{SimConfig, Simulator},
+    validation::Validate,
+};
+use custody_contracts::{Deployment, EntryPointVersion};
+use custody_signer::Keyring;
+use sqlx::AnyPool;
+
+/// Builds the bundler over the service's keyring and database, and starts its
+/// builders (they stop on SIGINT/SIGTERM with the API).
+pub(crate) async fn start(
+    config: &BundlerConfig,
+    deployment: &Deployment,
+    rpc_url: &str,
+    keyring: &Keyring,
+    pool: &AnyPool,
+) -> anyhow::Result<Arc<Bundler>> {
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().context("chain.rpc_url")?).erased();
+    let contracts = &deployment.contracts;
+    let ours: Vec<_> = EntryPointVersion::ALL
+        .into_iter()
+        .flat_map(|v| {
+            let paymaster = match v {
+                EntryPointVersion::V07 => contracts.peruri_paymaster_v07,
+                EntryPointVersion::V08 => contracts.peruri_paymaster_v08,
+            };
+            [contracts.account_factory(v), paymaster]
+        })
+        .collect();
+    let mut sim = SimConfig::new(deployment.chain_id);
+    sim.trusted.factories.extend(ours.iter().copied());
+    sim.trusted.paymasters.extend(ours.iter().copied());
+    sim.trusted.factories.extend(config.trusted_entities.iter().copied());
+    sim.trusted.paymasters.extend(config.trusted_entities.iter().copied());
+    let simulator = Arc::new(Simulator::new(provider.clone(), sim));
+
+    let mut config = config.clone();
+    config.trusted_entities.extend(ours);
+    let signers = Bundler::signers_from_keyring(keyring, &config).await.context("bundler keys")?;
+    let validator: Arc<dyn Validate> = simulator.clone();
+    let estimator: Arc<dyn EstimateGas> = simulator;
+    let bundler = Bundler::new(config, pool.clone(), signers, provider, validator, Some(estimator))
+        .await
+        .context("starting the bundler")?;
+    let builders = bundler.clone();
+    tokio::spawn(async move {
+        if let Err(e) = builders.run(crate::shutdown::signal()).await {
+            tracing::error!(error = %e, "bundle builders stopped");
+        }
+    });
+    Ok(bundler)
+}

@@ -1,0 +1,170 @@
+//! Activities over HTTP: intake, idempotency, reads, bad input, audit.
+
+use custody_signer::test_utils::Engine;
+use serde_json::json;
+
+use crate::service::{Service, token};
+
+async fn track_and_read(engine: Engine) {
+    let s = Service::start(engine).await;
+    let app = token("backend", &["app"]);
+    let body = json!({"user_id": "user-1", "type": "attendance", "payload": {"site": "HQ"}, "occurred_at": "2026-01-05T08:00:00Z"});
+    let (status, first) = s.post("/activity/track", &app, Some("a1"), &body).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["status"], "queued");
+    let id = first["id"].as_str().unwrap().to_owned();
+    // A replay answers the same; the same key with other parameters is refused.
+    assert_eq!(s.post("/activity/track", &app, Some("a1"), &body).await, (202, first.clone()));
+    let other = json!({"user_id": "user-2", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"});
+    let (status, err) = s.post("/activity/track", &app, Some("a1"), &other).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+
+    let (status, view) = s.get(&format!("/activity/{id}"), Some(&app)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        (view["id"].as_str(), view["status"].as_str(), view["type"].as_str()),
+        (Some(id.as_str()), Some("queued"), Some("attendance"))
+    );
+    assert_eq!(view["issued"][0]["kind"], "token");
+    assert!(view["txHash"].is_null() && view["proof"].is_null());
+    assert!(!view.to_string().contains("user-1") && !view.to_string().contains("HQ"), "no user id or payload: {view}");
+    let unknown = format!("0x{}", "0".repeat(64));
+    assert_eq!(s.get(&format!("/activity/{unknown}"), Some(&app)).await.0, 404);
+    assert_eq!(s.get("/activity/not-an-id", Some(&app)).await.0, 404);
+    assert_eq!(s.get(&format!("/activity/{id}"), Some(&token("u", &["user"]))).await.0, 403);
+
+    // The audit trail has the intake, without the user id.
+    let (_, page) = s.get("/v1/admin/audit", Some(&token("a", &["auditor"]))).await;
+    assert!(page["entries"].as_array().unwrap().iter().any(|e| e["action"] == "activity.track"), "{page}");
+    assert!(!page.to_string().contains("user-1"));
+    s.stop();
+}
+
+#[tokio::test]
+async fn sqlite_activities_are_tracked_and_read() {
+    track_and_read(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_activities_are_tracked_and_read() {
+    track_and_read(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn bad_activities_are_a_clear_4xx() {
+    let s = Service::start(Engine::Sqlite).await;
+    let app = token("backend", &["app"]);
+    let ok = json!({"user_id": "u", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"});
+    let cases = [
+        (json!({"user_id": "u", "type": "attendance", "occurred_at": "yesterday"}), 400, "invalid_occurred_at"),
+        (json!({"user_id": "u", "type": "attendance"}), 400, "invalid_body"),
+        (json!({"user_id": "u", "type": "_mint", "occurred_at": "2026-01-05T08:00:00Z"}), 400, "invalid_activity"),
+        (json!({"user_id": "", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"}), 400, "invalid_activity"),
+        (json!({"user_id": "u", "type": "attendance", "occurred_at": "2999-01-05T08:00:00Z"}), 400, "invalid_activity"),
+        (
+            json!({"user_id": "u", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z", "x": 1}),
+            400,
+            "invalid_body",
+        ),
+        (
+            json!({"user_id": "u", "type": "attendance", "payload": "x".repeat(20_000), "occurred_at": "2026-01-05T08:00:00Z"}),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let (got, answer) = s.post("/activity/track", &app, Some(&format!("bad{i}")), &body).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+    let (status, answer) = s.post("/activity/track", &app, None, &ok).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("idempotency_key_required")));
+    assert_eq!(s.post("/activity/track", &token("u", &["user"]), Some("r"), &ok).await.0, 403);
+    let (status, _) =
+        s.post("/mintToken", &token("u", &["user"]), Some("m"), &json!({"userId": "u", "amount": 1})).await;
+    assert_eq!(status, 403);
+    let (status, answer) = s.post("/mintToken", &app, Some("m0"), &json!({"userId": "u", "amount": 0})).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_activity")));
+    // None of the refused keys was taken.
+    assert_eq!(s.post("/activity/track", &app, Some("bad0"), &ok).await.0, 202);
+}
+
+/// On the devnet (chain, contracts, HSM issuer and anchor keys), the worker inside `custody serve`
+/// confirms a tracked activity, `/mintToken` answers with the transaction, and the caches follow the chain.
+#[tokio::test]
+async fn devnet_tracks_confirms_mints_and_caches() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let record_path = dir.path().join("devnet.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(["devnet", "--dir"])
+        .arg(dir.path())
+        .args(["--block-time", "0", "--listen", "127.0.0.1:0"])
+        .env_remove("SOFTHSM2_CONF")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let record: serde_json::Value = loop {
+        assert!(child.try_wait().unwrap().is_none(), "devnet exited early");
+        if let Some(json) = std::fs::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            break json;
+        }
+        assert!(Instant::now() < deadline, "devnet not ready within 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let api = record["api_url"].as_str().unwrap().to_owned();
+    let app = record["tokens"]["app"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: serde_json::Value| {
+        let req = http.post(format!("{api}{path}")).bearer_auth(&app).header("Idempotency-Key", key).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let get = |path: String| {
+        let req = http.get(format!("{api}{path}")).bearer_auth(&app);
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let body = json!({"user_id": "devnet-user", "type": "training_completed", "occurred_at": "2026-01-05T08:00:00Z"});
+    let (status, tracked) = post("/activity/track", "t1", body).await;
+    assert_eq!(status, 202, "{tracked}");
+    let id = tracked["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let view = get(format!("/activity/{id}")).await;
+        if view["status"] == "confirmed" {
+            break view;
+        }
+        assert_ne!(view["status"], "failed", "{view}");
+        assert!(Instant::now() < deadline, "not confirmed within 60 s: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(view["txHash"].is_string() && view["blockNumber"].is_u64() && view["proof"].is_array(), "{view}");
+
+    let (status, minted) =
+        post("/mintToken", "m1", json!({"userId": "devnet-user", "amount": 5, "reason": "gift"})).await;
+    assert_eq!(status, 200, "{minted}");
+    assert!(minted["txHash"].as_str().is_some_and(|h| h.len() == 66), "{minted}");
+    // Default policy: 50 PTKN training bonus, plus 5 minted; the cache follows the chain's events.
+    let expected = (55u128 * 10u128.pow(18)).to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tokens = get("/v1/wallets/devnet-user/tokens".to_owned()).await;
+        if tokens["balance"] == expected.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cache not updated within 60 s: {tokens}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let badges = get("/v1/wallets/devnet-user/badges".to_owned()).await;
+    assert_eq!(badges["badges"][0]["badgeId"], "1", "{badges}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "devnet did not stop within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

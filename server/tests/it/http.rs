@@ -1,0 +1,101 @@
+//! Cross-cutting HTTP behaviour: rate limits and the OpenAPI document.
+
+use custody_signer::test_utils::Engine;
+use serde_json::Value;
+
+use crate::service::Service;
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let s = Service::start_with(Engine::Sqlite, "[server.rate_limit]\nper_second = 1\nburst = 3\n").await;
+    // wait_ready spent some of the burst; drain the rest until the limit answers.
+    let mut limited = None;
+    for _ in 0..5 {
+        let resp = s.http.get(format!("{}/healthz", s.url)).send().await.unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("the fifth request at most is over the burst");
+    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(s.get("/healthz", None).await.0, 200, "a token comes back after 1/rate");
+    s.stop();
+}
+
+#[tokio::test]
+async fn every_path_in_the_openapi_document_is_routed() {
+    let s = Service::start(Engine::Sqlite).await;
+    let (status, doc) = s.get("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{paths:?}");
+    for (path, item) in paths {
+        if item.as_object().unwrap().values().any(|op| op.get("x-requires").is_some()) {
+            continue; // routed only when a configuration section enables it
+        }
+        let concrete = path.replace("{user_id}", "someone").replace("{did}", "did:peruri:x").replace("{id}", "1");
+        for method in item.as_object().unwrap().keys() {
+            let url = format!("{}{concrete}", s.url);
+            let req = match method.as_str() {
+                "get" => s.http.get(&url),
+                "post" => s.http.post(&url).json(&serde_json::json!({})),
+                other => panic!("unexpected method {other} in {path}"),
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_ne!(status, 405, "{method} {path} is not routed for this method");
+            assert!(
+                !(status == 404
+                    && body["error"]["code"] == "not_found"
+                    && body["error"]["message"] == "no such endpoint"),
+                "{method} {path} is documented but not routed"
+            );
+            // Documented security matches behaviour: a secured call without a token is a 401.
+            if item[method].get("security").is_some() {
+                assert_eq!(status, 401, "{method} {path} needs a token");
+            }
+        }
+    }
+    s.stop();
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_never_user_ids() {
+    let s = Service::start(Engine::Sqlite).await;
+    let app = crate::service::token("backend", &["app"]);
+    let body = serde_json::json!({"user_id": "secret-user-42"});
+    let resp = s
+        .http
+        .post(format!("{}/v1/wallets", s.url))
+        .bearer_auth(&app)
+        .header("Idempotency-Key", "log-1")
+        .header("x-request-id", "req-from-caller-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["x-request-id"], "req-from-caller-1", "the caller's request id is echoed");
+    let generated =
+        s.http.get(format!("{}/v1/wallets/secret-user-42?x=1", s.url)).bearer_auth(&app).send().await.unwrap();
+    let generated = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32, "a 128-bit id when the caller sent none");
+    let log = s.stop();
+    assert!(!log.contains("secret-user-42"), "no user id in the log:\n{log}");
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
+    let request_line = |id: &str| {
+        lines.iter().find(|l| l["span"]["request_id"] == id && l["fields"]["message"] == "finished processing request")
+    };
+    let line =
+        request_line("req-from-caller-1").unwrap_or_else(|| panic!("an access-log line for the request:\n{log}"));
+    assert_eq!(line["span"]["route"], "/v1/wallets");
+    assert_eq!(line["fields"]["status"], 201);
+    let line = request_line(&generated).unwrap_or_else(|| panic!("the generated id is logged:\n{log}"));
+    assert_eq!(line["span"]["route"], "/v1/wallets/{user_id}", "the route, not the path");
+}
