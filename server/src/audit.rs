@@ -5,11 +5,14 @@
 //! ```
 //!
 //! Editing, deleting or reordering any entry breaks the chain at that entry,
-//! which [`Audit::verify`] names. Appends from several tasks or replicas race on
-//! the sequence number (the primary key) and retry.
+//! which [`Audit::verify`] names. Appends go through one writer task per
+//! process, which commits whatever has queued up in one transaction (group
+//! commit); writers in other processes or replicas race on the sequence number
+//! (the primary key), and the loser retries its whole batch.
 
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -60,12 +63,29 @@ pub(crate) enum AuditError {
     /// Appends kept colliding.
     #[error("audit log: could not append after {0} attempts")]
     Contention(u32),
+    /// The batch this entry was in was not written.
+    #[error("audit log: {0}")]
+    NotWritten(String),
 }
+
+/// Entries one transaction takes at most.
+const MAX_BATCH: usize = 256;
+
+/// Attempts at a batch that collides with another writer.
+const ATTEMPTS: u32 = 32;
 
 /// The audit trail on the service database.
 #[derive(Debug, Clone)]
 pub(crate) struct Audit {
     pool: AnyPool,
+    writer: mpsc::Sender<Pending>,
+}
+
+/// An entry waiting for the writer, and where its sequence number goes.
+#[derive(Debug)]
+struct Pending {
+    entry: [String; 5],
+    reply: oneshot::Sender<Result<i64, AuditError>>,
 }
 
 fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
@@ -77,45 +97,20 @@ fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
 }
 
 impl Audit {
+    /// The trail on `pool`, with its writer task (it ends when the last clone is dropped).
     pub(crate) fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_loop(pool.clone(), queue));
+        Self { pool, writer }
     }
 
     /// Appends an entry; an error means it was not written (and the caller must refuse the operation).
     pub(crate) async fn append(&self, entry: &Entry<'_>) -> Result<i64, AuditError> {
-        const ATTEMPTS: u32 = 32;
-        for _ in 0..ATTEMPTS {
-            let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-            let (seq, prev) = match last {
-                Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
-                None => (1, GENESIS.to_owned()),
-            };
-            let at = now_millis();
-            let hash = entry_hash(&prev, seq, at, entry);
-            let inserted = sqlx::query(
-                "INSERT INTO audit_log (seq, at, actor, action, target, request_id, outcome, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(seq)
-            .bind(at)
-            .bind(entry.actor)
-            .bind(entry.action)
-            .bind(entry.target)
-            .bind(entry.request_id)
-            .bind(entry.outcome)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&self.pool)
-            .await;
-            match inserted {
-                Ok(_) => return Ok(seq),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuditError::Contention(ATTEMPTS))
+        let owned = [entry.actor, entry.action, entry.target, entry.request_id, entry.outcome].map(str::to_owned);
+        let (reply, answer) = oneshot::channel();
+        let gone = || AuditError::NotWritten("the audit writer stopped".to_owned());
+        self.writer.send(Pending { entry: owned, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Recomputes the whole chain; the number of entries, or the first broken one.
@@ -187,9 +182,112 @@ pub(crate) fn now_millis() -> i64 {
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Takes whatever has queued up (at most [`MAX_BATCH`]) and commits it in one transaction.
+async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!("custody_audit_batch_entries").record(batch.len() as f64);
+        match write_batch(&pool, &batch).await {
+            Ok(seqs) => {
+                for (pending, seq) in batch.drain(..).zip(seqs) {
+                    let _ = pending.reply.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(AuditError::NotWritten(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `batch` after the current last entry, in one transaction; retried whole when another
+/// writer took a sequence number first (or the database was busy).
+async fn write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<i64>, AuditError> {
+    for attempt in 0..ATTEMPTS {
+        match try_write_batch(pool, batch).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() || is_busy(e.code().as_deref()) => {
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt.min(10)))).await;
+            }
+            result => return result.map_err(AuditError::Db),
+        }
+    }
+    Err(AuditError::Contention(ATTEMPTS))
+}
+
+/// SQLite busy or locked (plain and extended codes), PostgreSQL serialization failure.
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "261" | "262" | "517" | "40001"))
+}
+
+async fn try_write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let last =
+        sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+    let (mut seq, mut prev) = match last {
+        Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
+        None => (0, GENESIS.to_owned()),
+    };
+    let at = now_millis();
+    let mut seqs = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let [actor, action, target, request_id, outcome] = &pending.entry;
+        seq += 1;
+        let entry = Entry { actor, action, target, request_id, outcome };
+        let hash = entry_hash(&prev, seq, at, &entry);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, outcome, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(request_id)
+        .bind(outcome)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        seqs.push(seq);
+        prev = hash;
+    }
+    tx.commit().await?;
+    Ok(seqs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two writers (as two replicas would be) on one database, many appends each at once: every
+    /// entry lands once, in one unbroken chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_keep_one_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let pool = custody_signer::connect_pool(&url).await.expect("pool");
+        crate::db::migrate(&pool).await.expect("migrations");
+        let (a, b) = (Audit::new(pool.clone()), Audit::new(custody_signer::connect_pool(&url).await.expect("pool")));
+        let appends = (0..400).map(|i| {
+            let audit = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let target = format!("t{i}");
+                let e = Entry { actor: "test", action: "append", target: &target, request_id: "-", outcome: "ok" };
+                audit.append(&e).await
+            })
+        });
+        let mut seqs = Vec::new();
+        for task in appends.collect::<Vec<_>>() {
+            seqs.push(task.await.expect("task").expect("appended"));
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=400).collect::<Vec<i64>>(), "each append got its own sequence number");
+        assert_eq!(a.verify().await.expect("intact"), 400);
+    }
 
     #[test]
     fn hash_depends_on_every_field_and_the_previous_hash() {

@@ -148,7 +148,7 @@ fn auth(config: &Config) -> anyhow::Result<Auth> {
         bail!("[auth] needs issuer, audience and at least one key");
     }
     let keys = a.keys.iter().map(verifier_key).collect::<anyhow::Result<_>>()?;
-    Ok(Auth { keys, issuer: a.issuer.clone(), audience: a.audience.clone() })
+    Ok(Auth::new(keys, a.issuer.clone(), a.audience.clone()))
 }
 
 fn verifier_key(k: &JwtKeyConfig) -> anyhow::Result<VerifierKey> {

@@ -5,11 +5,17 @@
 //! HS256 "signed" with a public key, never passes), and `iss`, `aud`, `exp` and
 //! `nbf` check out.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use lru::LruCache;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::{AppState, error::ApiError};
 
@@ -34,11 +40,26 @@ pub(crate) struct VerifierKey {
     pub(crate) algorithms: Vec<Algorithm>,
 }
 
+/// Verified tokens remembered (by SHA-256), so a client reusing its token pays one signature check.
+const VERIFIED_CACHE: usize = 10_000;
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+const LEEWAY: i64 = 30;
+
 /// The token verifier.
 pub(crate) struct Auth {
-    pub(crate) keys: Vec<VerifierKey>,
-    pub(crate) issuer: String,
-    pub(crate) audience: String,
+    keys: Vec<VerifierKey>,
+    issuer: String,
+    audience: String,
+    /// SHA-256 of a token that verified → its caller and validity window.
+    verified: Mutex<LruCache<[u8; 32], Verified>>,
+}
+
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    nbf: i64,
+    exp: i64,
 }
 
 impl fmt::Debug for Auth {
@@ -56,6 +77,10 @@ struct Claims {
     sub: String,
     #[serde(default)]
     roles: Vec<Role>,
+    /// Required (the validation refuses a token without it); optional here so that
+    /// its absence is reported as a missing claim.
+    exp: Option<i64>,
+    nbf: Option<i64>,
 }
 
 /// An authenticated caller.
@@ -83,8 +108,45 @@ impl Caller {
 }
 
 impl Auth {
-    /// Verifies a compact JWS and returns its caller.
+    pub(crate) fn new(keys: Vec<VerifierKey>, issuer: String, audience: String) -> Self {
+        let capacity = NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(NonZeroUsize::MIN);
+        Self { keys, issuer, audience, verified: Mutex::new(LruCache::new(capacity)) }
+    }
+
+    /// Verifies a compact JWS and returns its caller. A token seen before is
+    /// answered from the cache while the clock is inside its `nbf`..`exp` window.
     pub(crate) fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        self.verify_at(token, unix_now())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<Caller, ApiError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.cache().get(&digest).cloned();
+        if let Some(v) = cached {
+            if now > v.exp + LEEWAY {
+                self.cache().pop(&digest);
+                return Err(ApiError::unauthorized("token expired"));
+            }
+            if now + LEEWAY >= v.nbf {
+                return Ok(v.caller);
+            }
+        }
+        let (caller, claims) = self.verify_signature(token)?;
+        let entry = Verified {
+            caller: caller.clone(),
+            nbf: claims.nbf.unwrap_or(i64::MIN),
+            exp: claims.exp.unwrap_or(i64::MIN),
+        };
+        self.cache().put(digest, entry);
+        Ok(caller)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 32], Verified>> {
+        self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The full check: key and algorithm allow-list, signature, `iss`, `aud`, `exp`, `nbf`.
+    fn verify_signature(&self, token: &str) -> Result<(Caller, Claims), ApiError> {
         let header = decode_header(token).map_err(|_| ApiError::unauthorized("malformed bearer token"))?;
         let candidates = self.keys.iter().filter(|k| {
             k.algorithms.contains(&header.alg) && (header.kid.is_none() || k.kid.is_none() || header.kid == k.kid)
@@ -94,16 +156,25 @@ impl Auth {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = LEEWAY.unsigned_abs();
         let mut last = ApiError::unauthorized("token algorithm or key not accepted");
         for key in candidates {
             match decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return Ok(Caller { sub: data.claims.sub, roles: data.claims.roles }),
+                Ok(data) => {
+                    let caller = Caller { sub: data.claims.sub.clone(), roles: data.claims.roles.clone() };
+                    return Ok((caller, data.claims));
+                }
                 Err(e) => last = ApiError::unauthorized(describe(&e)),
             }
         }
         Err(last)
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
@@ -133,5 +204,43 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         state.auth.verify(token.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    use super::*;
+
+    const PRIVATE: &str = include_str!("../../tests/keys/es256-private.pem");
+    const PUBLIC: &str = include_str!("../../tests/keys/es256-public.pem");
+
+    fn auth() -> Auth {
+        let key = VerifierKey {
+            kid: None,
+            key: DecodingKey::from_ec_pem(PUBLIC.as_bytes()).expect("key"),
+            algorithms: vec![Algorithm::ES256],
+        };
+        Auth::new(vec![key], "iss".into(), "aud".into())
+    }
+
+    fn token(exp: i64) -> String {
+        let claims = serde_json::json!({"sub": "s", "roles": ["app"], "iss": "iss", "aud": "aud", "exp": exp});
+        let key = EncodingKey::from_ec_pem(PRIVATE.as_bytes()).expect("key");
+        encode(&Header::new(Algorithm::ES256), &claims, &key).expect("token")
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let auth = auth();
+        let now = unix_now();
+        let token = token(now + 60);
+        assert_eq!(auth.verify_at(&token, now).expect("valid").roles, vec![Role::App]);
+        assert!(auth.verify_at(&token, now + 60).is_ok(), "answered from the cache inside the window");
+        let err = auth.verify_at(&token, now + 60 + LEEWAY + 1).expect_err("expired");
+        assert!(format!("{err:?}").contains("token expired"), "{err:?}");
+        let tampered = format!("{}x", &token[..token.len() - 1]);
+        assert!(auth.verify_at(&tampered, now).is_err(), "another string is verified afresh");
     }
 }
