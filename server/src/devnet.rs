@@ -115,6 +115,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 
     let record = json!({
         "api_url": api_url,
+        "bundler_rpc_url": format!("{api_url}/rpc"),
         "rpc_url": chain.rpc_url(),
         "chain_id": chain.chain_id(),
         "block": deployment.block,
@@ -146,6 +147,9 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     );
     println!("  curl -s {api_url}/v1/wallets/demo-user -H \"Authorization: Bearer $APP\"");
     println!("  curl -s {api_url}/readyz");
+    println!(
+        "  curl -s -X POST {api_url}/rpc -H 'Content-Type: application/json' \\\n       -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_supportedEntryPoints\",\"params\":[]}}'"
+    );
     println!("  source {}   # then: custody keys list", env_file.display());
 
     crate::shutdown::signal().await;

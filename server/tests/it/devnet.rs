@@ -103,6 +103,20 @@ async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
         .unwrap();
     assert_eq!(status["walletAddress"], wallet["address"]);
     assert_eq!(status["ready"], true);
+
+    // The bundler answers ERC-7769 at bundler_rpc_url, both EntryPoints, debug methods on.
+    let bundler = first["bundler_rpc_url"].as_str().unwrap();
+    let call = |method: &str| serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": []});
+    let answer: serde_json::Value =
+        http.post(bundler).json(&call("eth_supportedEntryPoints")).send().await.unwrap().json().await.unwrap();
+    let eps: Vec<Address> = serde_json::from_value(answer["result"].clone()).expect("two addresses");
+    assert!(eps.contains(&ep) && eps.len() == 2, "{answer}");
+    let answer: serde_json::Value =
+        http.post(bundler).json(&call("eth_chainId")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["result"], "0x539", "{answer}");
+    let dump = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "debug_bundler_dumpMempool", "params": [ep]});
+    let answer: serde_json::Value = http.post(bundler).json(&dump).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["result"], serde_json::json!([]), "{answer}");
     stop(child);
     // The chain went with it.
     assert!(provider.get_chain_id().await.is_err(), "the local chain must stop with the devnet");
