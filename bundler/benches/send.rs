@@ -1,15 +1,14 @@
 //! Load generator: N UserOperations from M accounts through `eth_sendUserOperation` on a chain with
 //! 2 s blocks; prints acceptance throughput and send → receipt latency percentiles, in seconds and
 //! in blocks (the baseline measured in the same run is the chain's own block interval: no receipt
-//! can come sooner than the next block).
+//! can come sooner than the next block). `--interval-ms 0` is the strict one-bundle-per-block trigger.
 //!
 //! ```text
-//! cargo bench -p custody-bundler --bench send [-- --ops 200 --accounts 200 --rate 100]
+//! cargo bench -p custody-bundler --bench send [-- --ops 200 --accounts 200 --rate 100 --interval-ms 500]
 //! ```
 //!
-//! Validation is the test scaffolding validator (an `eth_call` of handleOps per operation) until the
-//! revm simulator is wired in. Owner keys are local (this measures the bundler); the bundler key is
-//! in SoftHSM2.
+//! Validation is the revm simulator with Peruri's factory and paymaster trusted, as in
+//! `custody serve`. Owner keys are local (this measures the bundler); the bundler key is in SoftHSM2.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub, missing_debug_implementations)]
 
@@ -23,7 +22,8 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use custody_bundler::{Bundler, BundlingMode};
+use custody_bundler::validation::Validate;
+use custody_bundler::{Bundler, BundlingMode, EstimateGas};
 use custody_contracts::test_utils::LocalChainConfig;
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{EntryPointVersion, UserOperation, account};
@@ -55,8 +55,13 @@ fn op_for(env: &setup::Env, owner: &PrivateKeySigner, key: u64, deploy: bool) ->
     op
 }
 
-/// Sends `ops` at most `rate` per second; returns each hash with its send time, and the elapsed time.
-async fn send_all(bundler: &Arc<Bundler>, ops: Vec<UserOperation>, rate: usize) -> (Vec<(B256, Instant)>, Duration) {
+/// Sends `ops` at most `rate` per second; returns each hash with its send time, the elapsed time and
+/// the sorted admission (eth_sendUserOperation) times.
+async fn send_all(
+    bundler: &Arc<Bundler>,
+    ops: Vec<UserOperation>,
+    rate: usize,
+) -> (Vec<(B256, Instant)>, Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
@@ -66,29 +71,41 @@ async fn send_all(bundler: &Arc<Bundler>, ops: Vec<UserOperation>, rate: usize) 
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let hash = bundler.send_user_operation(op, VERSION.address()).await.unwrap();
-            (hash, sent)
+            (hash, sent, sent.elapsed())
         }));
     }
-    let mut out = Vec::new();
+    let (mut out, mut admission) = (Vec::new(), Vec::new());
     for t in tasks {
-        out.push(t.await.unwrap());
+        let (hash, sent, took) = t.await.unwrap();
+        out.push((hash, sent));
+        admission.push(took);
     }
-    (out, start.elapsed())
+    admission.sort();
+    (out, start.elapsed(), admission)
 }
 
-/// Waits for every receipt; returns the latencies.
-async fn latencies(bundler: &Bundler, mut pending: Vec<(B256, Instant)>) -> Vec<Duration> {
+/// Waits for every receipt, polling them concurrently every 50 ms (a sequential sweep of hundreds
+/// of `eth_getUserOperationReceipt` would itself add latency); returns the latencies.
+async fn latencies(bundler: &Arc<Bundler>, mut pending: Vec<(B256, Instant)>) -> Vec<Duration> {
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     while !pending.is_empty() && Instant::now() < deadline {
-        let mut still = Vec::new();
+        let mut polls = tokio::task::JoinSet::new();
         for (hash, sent) in pending {
-            match bundler.user_operation_receipt(hash).await.unwrap() {
-                Some(r) => {
-                    assert!(r.success, "operation {hash} reverted");
-                    out.push(sent.elapsed());
+            let bundler = bundler.clone();
+            polls.spawn(async move {
+                let receipt = bundler.user_operation_receipt(hash).await.unwrap();
+                (hash, sent, receipt.map(|r| (r.success, sent.elapsed())))
+            });
+        }
+        let mut still = Vec::new();
+        while let Some(polled) = polls.join_next().await {
+            match polled.unwrap() {
+                (hash, _, Some((success, latency))) => {
+                    assert!(success, "operation {hash} reverted");
+                    out.push(latency);
                 }
-                None => still.push((hash, sent)),
+                (hash, sent, None) => still.push((hash, sent)),
             }
         }
         pending = still;
@@ -109,15 +126,18 @@ async fn main() {
         setup::env_with(Engine::Sqlite, LocalChainConfig { block_time: Some(BLOCK_TIME), ..Default::default() }).await;
     let mut config = env.config(BundlingMode::Auto);
     config.max_bundle_ops = m.max(1);
-    let validator = Arc::new(setup::ChainValidator {
-        provider: env.provider.clone(),
-        chain_id: env.chain.chain_id(),
-        from: env.chain.dev_accounts()[1].address(),
-        staked: vec![custody_bundler::validation::Entity::Factory],
-    });
+    config.min_bundle_interval_ms = arg("--interval-ms", config.min_bundle_interval_ms as usize) as u64;
+    // Peruri's factory and paymaster are trusted, as `custody serve` does (server/src/bundler.rs).
+    let contracts = &env.deployment.contracts;
+    config.trusted_entities.extend([contracts.account_factory(VERSION), contracts.peruri_paymaster_v08]);
+    let simulator = Arc::new(env.simulator());
+    let validator: Arc<dyn Validate> = simulator.clone();
+    let estimator: Arc<dyn EstimateGas> = simulator;
     let pool = env.keys.db.pool().await;
     let bundler =
-        Bundler::new(config, pool, vec![env.bundler_key.clone()], env.provider.clone(), validator, None).await.unwrap();
+        Bundler::new(config, pool, vec![env.bundler_key.clone()], env.provider.clone(), validator, Some(estimator))
+            .await
+            .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn(bundler.clone().run(async move {
         let _ = stopped.await;
@@ -128,12 +148,12 @@ async fn main() {
     // (staked) factory stays within ERC-7562 reputation (opsSeen / 10 <= opsIncluded + 10).
     for chunk in owners.chunks(100) {
         let warm: Vec<UserOperation> = chunk.iter().map(|o| op_for(&env, o, 0, true)).collect();
-        let (sent, _) = send_all(&bundler, warm, rate).await;
+        let (sent, ..) = send_all(&bundler, warm, rate).await;
         latencies(&bundler, sent).await;
     }
 
     let ops: Vec<UserOperation> = (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false)).collect();
-    let (sent, took) = send_all(&bundler, ops, rate).await;
+    let (sent, took, admission) = send_all(&bundler, ops, rate).await;
     let mut lat = latencies(&bundler, sent).await;
     lat.sort();
     let _ = stop.send(());
@@ -142,6 +162,9 @@ async fn main() {
     let blocks = |d: Duration| d.as_secs_f64() / BLOCK_TIME.as_secs_f64();
     println!("bundler load: {n} operations from {m} accounts, offered at {rate}/s, {}s blocks", BLOCK_TIME.as_secs());
     println!("  acceptance      {:>8.1} ops/s ({n} in {:.2}s)", n as f64 / took.as_secs_f64(), took.as_secs_f64());
+    for (name, p) in [("p50", 0.50), ("p99", 0.99)] {
+        println!("  admission     {name} {:>6.3}s", percentile(&admission, p).as_secs_f64());
+    }
     for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99)] {
         let d = percentile(&lat, p);
         println!(

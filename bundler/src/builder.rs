@@ -5,12 +5,14 @@
 //!                                                  ├─ nonce taken by another tx → ops back to pending
 //!                                                  └─ stuck N blocks → bump fees (re-broadcast at 0 fee),
 //!                                                                      then cancel (self-transfer)
-//!            if a new block (or sendBundleNow): select → eth_call handleOps ── FailedOp(i) → drop op i
-//!            (reason kept), retry → estimate gas → sign in the HSM → record (ops submitted) → broadcast
+//!            if a new block (or min_bundle_interval_ms since the last bundle, or sendBundleNow):
+//!            select (not senders with unmined ops) → re-check code hashes (COD-010) → eth_call handleOps
+//!            ── FailedOp(i) → drop op i (reason kept), retry → estimate gas → sign in the HSM
+//!            → record (ops submitted) → broadcast
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::eips::eip2718::Encodable2718;
@@ -19,13 +21,13 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
-use custody_contracts::{EntryPointVersion, IEntryPoint, PackedUserOperation};
+use custody_contracts::{EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation};
 use tracing::{info, warn};
 
 use crate::error::BundlerError;
 use crate::metrics;
 use crate::pool::entities;
-use crate::reputation::{ReputationStatus, THROTTLED_ENTITY_BUNDLE_COUNT};
+use crate::reputation::{ReputationStatus, THROTTLED_ENTITY_BUNDLE_COUNT, THROTTLED_ENTITY_LIVE_BLOCKS};
 use crate::service::{Bundler, KeySlot, KeyState};
 use crate::store::{OpStatus, StoredOp, StoredTx, now_millis};
 use crate::validation::ValidationError;
@@ -48,6 +50,19 @@ fn op_gas(op: &StoredOp) -> u64 {
     u64::try_from(sum).unwrap_or(u64::MAX)
 }
 
+/// The entity an EntryPoint `FailedOp` reason blames: the factory for `AA1x` (except AA10 "sender
+/// already constructed", which another bundle causes), the paymaster for `AA3x`; senders are not
+/// subject to reputation here.
+fn culprit(op: &UserOperation, reason: &str) -> Option<Address> {
+    if reason.starts_with("AA1") && !reason.starts_with("AA10") {
+        op.factory
+    } else if reason.starts_with("AA3") {
+        op.paymaster
+    } else {
+        None
+    }
+}
+
 /// Fees raised enough for the node to accept a replacement (+20%); zero stays zero.
 fn bump(fee: u128) -> u128 {
     if fee == 0 { 0 } else { fee + fee / 5 + 1 }
@@ -64,12 +79,16 @@ impl Bundler {
         if !force && self.bundling_mode() == crate::BundlingMode::Manual {
             return Ok(sent);
         }
+        let interval = Duration::from_millis(self.config.min_bundle_interval_ms);
         for version in self.config.entry_points.clone() {
-            if !force && state.last_bundle_block.get(&version).is_some_and(|b| *b >= block) {
+            let same_block = state.last_bundle_block.get(&version).is_some_and(|b| *b >= block);
+            let recent = state.last_bundle_at.get(&version).is_none_or(|t| t.elapsed() < interval);
+            if !force && same_block && (interval.is_zero() || recent) {
                 continue;
             }
             if let Some(hash) = self.build_and_send(key, &mut state, version, block).await? {
                 state.last_bundle_block.insert(version, block);
+                state.last_bundle_at.insert(version, Instant::now());
                 sent.push(hash);
             }
         }
@@ -111,13 +130,21 @@ impl Bundler {
         Ok(n)
     }
 
-    /// Picks operations for a bundle: best priority fee first, one per sender, no operation whose
-    /// accessed storage belongs to another's sender, throttled entities at most
-    /// `THROTTLED_ENTITY_BUNDLE_COUNT`, within the gas and count limits. Expired operations fail.
-    async fn select(&self, mut candidates: Vec<StoredOp>) -> Result<Vec<StoredOp>, BundlerError> {
+    /// Picks operations for a bundle: best priority fee first, one per sender (none for a sender in
+    /// `in_flight`), no operation whose accessed storage belongs to another's sender, throttled
+    /// entities at most `THROTTLED_ENTITY_BUNDLE_COUNT`, within the gas and count limits. Expired
+    /// operations fail; those of a throttled entity validated more than `THROTTLED_ENTITY_LIVE_BLOCKS`
+    /// before `block` are dropped.
+    async fn select(
+        &self,
+        mut candidates: Vec<StoredOp>,
+        in_flight: HashSet<Address>,
+        block: u64,
+    ) -> Result<Vec<StoredOp>, BundlerError> {
         candidates.sort_by_key(|o| std::cmp::Reverse(o.op.max_priority_fee_per_gas));
         let now = u64::try_from(now_millis() / 1000).unwrap_or_default();
-        let mut senders = HashSet::new();
+        // A sender with an unmined bundle waits for it: its next operation is simulated on its outcome.
+        let mut senders = in_flight;
         let mut accessed: HashSet<Address> = HashSet::new();
         let mut per_entity: HashMap<Address, usize> = HashMap::new();
         let mut gas = 0u64;
@@ -142,7 +169,7 @@ impl Bundler {
             {
                 continue;
             }
-            let mut allowed = true;
+            let (mut allowed, mut stale) = (true, false);
             for (_, address) in entities(&op.op).into_iter().skip(1) {
                 if self.config.trusted_entities.contains(&address) {
                     continue;
@@ -151,9 +178,16 @@ impl Bundler {
                     ReputationStatus::Ok => {}
                     ReputationStatus::Throttled => {
                         allowed &= per_entity.get(&address).copied().unwrap_or(0) < THROTTLED_ENTITY_BUNDLE_COUNT;
+                        stale |= block.saturating_sub(op.validated.block_number) > THROTTLED_ENTITY_LIVE_BLOCKS;
                     }
                     ReputationStatus::Banned => allowed = false,
                 }
+            }
+            if stale && allowed {
+                // Not bundled within THROTTLED_ENTITY_LIVE_BLOCKS of admission: evicted.
+                let reason = format!("throttled entity: not bundled within {THROTTLED_ENTITY_LIVE_BLOCKS} blocks");
+                self.store.set_status(&[op.hash], &[OpStatus::Pending], OpStatus::Dropped, Some(&reason), None).await?;
+                continue;
             }
             let op_gas = op_gas(&op);
             if !allowed || gas.saturating_add(op_gas) > self.config.max_bundle_gas {
@@ -186,7 +220,9 @@ impl Bundler {
         if candidates.is_empty() {
             return Ok(None);
         }
-        let mut ops = self.select(candidates).await?;
+        let in_flight = self.store.ops_in(Some(version), OpStatus::Submitted, SELECTION_WINDOW).await?;
+        let mut ops = self.select(candidates, in_flight.iter().map(|o| o.op.sender).collect(), block).await?;
+        self.drop_changed_code(&mut ops, version).await?;
         let from = key.signer.address();
         let beneficiary = self.config.beneficiary.unwrap_or(from);
         let entry_point = IEntryPoint::new(version.address(), self.provider.clone());
@@ -225,6 +261,9 @@ impl Bundler {
             warn!(op = %failed.hash, %reason, "operation failed bundle simulation; removed");
             metrics::op_dropped_in_bundle(version);
             self.store.set_status(&[failed.hash], &[OpStatus::Pending], OpStatus::Failed, Some(&reason), None).await?;
+            if let Some(banned) = self.penalize(&failed, &reason).await? {
+                ops.retain(|o| !entities(&o.op).iter().any(|(_, a)| *a == banned));
+            }
         };
         let gas_limit = gas + gas / 5;
         let (max_fee, priority_fee) = self.fees().await?;
@@ -242,6 +281,48 @@ impl Bundler {
         metrics::bundle_sent(version, ops.len(), gas_limit);
         info!(tx = %tx.tx_hash, ops = ops.len(), nonce, key = %from, entry_point = %version, "bundle sent");
         Ok(Some(tx.tx_hash))
+    }
+
+    /// GREP-040: the entity blamed by [`culprit`] for `op` failing at bundle time is banned and its
+    /// pending operations leave the mempool; returns it. Trusted entities are not penalized.
+    async fn penalize(&self, op: &StoredOp, reason: &str) -> Result<Option<Address>, BundlerError> {
+        let Some(address) = culprit(&op.op, reason).filter(|a| !self.config.trusted_entities.contains(a)) else {
+            return Ok(None);
+        };
+        warn!(entity = %address, %reason, "entity failed an operation at bundle time; banned (GREP-040)");
+        self.reputation.failed_bundle(address).await?;
+        self.mempool.drop_entity(address).await?;
+        Ok(Some(address))
+    }
+
+    /// Drops (as failed) the operations whose validation-time code changed since (ERC-7562 COD-010).
+    async fn drop_changed_code(&self, ops: &mut Vec<StoredOp>, version: EntryPointVersion) -> Result<(), BundlerError> {
+        let validated: Vec<_> = ops.iter().map(|o| &o.validated).collect();
+        let verdicts = match self.validator.recheck(&validated).await {
+            Ok(v) if v.len() == ops.len() => v,
+            Ok(_) => return Err(BundlerError::Config("validator rechecked a different number of operations".into())),
+            Err(e) => {
+                // The check could not run: bundle nothing this round rather than skip the rule.
+                warn!(error = %e, "code hash re-check failed; not bundling this round");
+                ops.clear();
+                return Ok(());
+            }
+        };
+        let mut kept = Vec::with_capacity(ops.len());
+        for (op, verdict) in ops.drain(..).zip(verdicts) {
+            match verdict {
+                None => kept.push(op),
+                Some(e) => {
+                    warn!(op = %op.hash, reason = %e, "operation's code changed since validation; removed");
+                    metrics::op_dropped_in_bundle(version);
+                    self.store
+                        .set_status(&[op.hash], &[OpStatus::Pending], OpStatus::Failed, Some(&e.message), None)
+                        .await?;
+                }
+            }
+        }
+        *ops = kept;
+        Ok(())
     }
 
     /// Current fees: zero on a zero-base-fee chain, else the node's EIP-1559 estimate.
@@ -391,33 +472,53 @@ impl Bundler {
         Ok(())
     }
 
-    /// A mined bundle: its operations with a UserOperationEvent are included; reputation and latency.
+    /// A mined bundle: its operations with a UserOperationEvent are included (in one database
+    /// transaction, so receipts show up together); then reputation (one update per entity) and latency.
     async fn on_mined(&self, tx: &StoredTx, receipt: &TransactionReceipt) -> Result<(), BundlerError> {
         let block_number = receipt.block_number.unwrap_or_default();
         let block_hash = receipt.block_hash.unwrap_or_default();
         let ours: HashSet<B256> = tx.op_hashes.iter().copied().collect();
-        let mut included = 0usize;
-        for log in receipt.inner.logs() {
-            if log.address() != tx.entry_point.address() {
-                continue;
-            }
-            let Ok(event) = IEntryPoint::UserOperationEvent::decode_log_data(log.data()) else { continue };
-            if !ours.contains(&event.userOpHash)
-                || !self.store.set_included(event.userOpHash, tx.tx_hash, block_number, block_hash).await?
-            {
-                continue;
-            }
-            included += 1;
-            if let Some(op) = self.store.op(event.userOpHash).await? {
+        let events: Vec<B256> = receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|log| log.address() == tx.entry_point.address())
+            .filter_map(|log| IEntryPoint::UserOperationEvent::decode_log_data(log.data()).ok())
+            .map(|event| event.userOpHash)
+            .filter(|hash| ours.contains(hash))
+            .collect();
+        let included = self.store.set_included(&events, tx.tx_hash, block_number, block_hash).await?;
+        let mut per_entity: HashMap<Address, u64> = HashMap::new();
+        for hash in &included {
+            if let Some(op) = self.store.op(*hash).await? {
                 for (_, address) in entities(&op.op) {
-                    self.reputation.included(address).await?;
+                    *per_entity.entry(address).or_default() += 1;
                 }
                 let waited = now_millis().saturating_sub(op.received_at);
                 metrics::inclusion_latency(tx.entry_point, Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
             }
         }
-        info!(tx = %tx.tx_hash, block = block_number, included, status = receipt.status(), "bundle mined");
+        for (address, count) in per_entity {
+            self.reputation.included(address, count).await?;
+        }
+        info!(tx = %tx.tx_hash, block = block_number, included = included.len(), status = receipt.status(), "bundle mined");
         metrics::mempool_size(tx.entry_point, self.store.pending_count(tx.entry_point).await?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_op_reasons_blame_factory_or_paymaster() {
+        let (factory, paymaster) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let op = UserOperation { factory: Some(factory), paymaster: Some(paymaster), ..Default::default() };
+        assert_eq!(culprit(&op, "AA13 initCode failed or OOG"), Some(factory));
+        assert_eq!(culprit(&op, "AA10 sender already constructed"), None);
+        assert_eq!(culprit(&op, "AA33 reverted"), Some(paymaster));
+        assert_eq!(culprit(&op, "AA25 invalid account nonce"), None);
+        assert_eq!(culprit(&UserOperation::default(), "AA13 initCode failed or OOG"), None);
     }
 }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BundlingMode {
-    /// A bundle per new block whenever the mempool is not empty.
+    /// A bundle per new block (and per `min_bundle_interval_ms` within a block) whenever the mempool
+    /// is not empty.
     #[default]
     Auto,
     /// Only on `debug_bundler_sendBundleNow`.
@@ -32,6 +33,10 @@ pub struct BundlerConfig {
     pub bundling_mode: BundlingMode,
     /// How often the builders look for a new block, in milliseconds.
     pub poll_interval_ms: u64,
+    /// A key sends one bundle per new block, and a further one within the same block once this many
+    /// milliseconds passed since its last, so an operation arriving mid-block makes the next block
+    /// (zero: strictly one bundle per block).
+    pub min_bundle_interval_ms: u64,
     /// Most operations in one bundle.
     pub max_bundle_ops: usize,
     /// Most gas (sum of the operations' limits) in one bundle.
@@ -58,6 +63,7 @@ impl Default for BundlerConfig {
             debug_methods: false,
             bundling_mode: BundlingMode::Auto,
             poll_interval_ms: 250,
+            min_bundle_interval_ms: 500,
             max_bundle_ops: 64,
             max_bundle_gas: 25_000_000,
             stuck_after_blocks: 5,

@@ -34,6 +34,10 @@ pub const MAX_OPS_ALLOWED_UNSTAKED_ENTITY: u64 = 10_000;
 pub const THROTTLED_ENTITY_MEMPOOL_COUNT: usize = 4;
 /// ERC-7562 `THROTTLED_ENTITY_BUNDLE_COUNT`.
 pub const THROTTLED_ENTITY_BUNDLE_COUNT: usize = 4;
+/// ERC-7562 `THROTTLED_ENTITY_LIVE_BLOCKS`: blocks an operation of a throttled entity may wait.
+pub const THROTTLED_ENTITY_LIVE_BLOCKS: u64 = 10;
+/// `opsSeen` given to an entity that made a bundle fail (GREP-040): banned at once.
+pub const FAILED_BUNDLE_OPS_SEEN: u64 = 10_000;
 
 /// An entity's standing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,8 +131,15 @@ impl ReputationBook {
         self.store.bump_reputation(address, 1, 0, current_hour()).await
     }
 
-    pub(crate) async fn included(&self, address: Address) -> Result<(), BundlerError> {
-        self.store.bump_reputation(address, 0, 1, current_hour()).await
+    /// `count` more operations naming `address` were included.
+    pub(crate) async fn included(&self, address: Address, count: u64) -> Result<(), BundlerError> {
+        self.store.bump_reputation(address, 0, count, current_hour()).await
+    }
+
+    /// GREP-040: an entity made an operation fail at bundle time; it is banned (`opsSeen` =
+    /// [`FAILED_BUNDLE_OPS_SEEN`], `opsIncluded` = 0) until decay restores it.
+    pub(crate) async fn failed_bundle(&self, address: Address) -> Result<(), BundlerError> {
+        self.set(address, Reputation { ops_seen: FAILED_BUNDLE_OPS_SEEN, ops_included: 0 }).await
     }
 
     /// Sets an entity's counters (debug_bundler_setReputation).
@@ -175,6 +186,7 @@ mod tests {
         // Inclusions restore standing.
         assert_eq!(rep(510, 1).status(), ReputationStatus::Throttled);
         assert_eq!(rep(510, 41).status(), ReputationStatus::Ok);
+        assert_eq!(rep(FAILED_BUNDLE_OPS_SEEN, 0).status(), ReputationStatus::Banned);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(crate) struct KeyState {
     pub(crate) next_nonce: Option<u64>,
     /// Last block a bundle was sent in, per entry point (one bundle per block).
     pub(crate) last_bundle_block: HashMap<EntryPointVersion, u64>,
+    /// When the last bundle was sent, per entry point (for `min_bundle_interval_ms`).
+    pub(crate) last_bundle_at: HashMap<EntryPointVersion, Instant>,
 }
 
 /// The bundler: mempool, reputation, builders and receipts over one database and one node.

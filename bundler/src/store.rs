@@ -331,26 +331,35 @@ impl Store {
         Ok(moved)
     }
 
-    /// Marks an operation included in `tx_hash` at a block.
+    /// Marks operations included in `tx_hash` at a block, in one database transaction. Returns those
+    /// that were pending or submitted (the others were already final).
     pub(crate) async fn set_included(
         &self,
-        hash: B256,
+        hashes: &[B256],
         tx_hash: B256,
         block_number: u64,
         block_hash: B256,
-    ) -> Result<bool, BundlerError> {
-        let done = sqlx::query(
-            "UPDATE bundler_user_ops SET status = 'included', reason = NULL, tx_hash = $1, block_number = $2, \
-             block_hash = $3, updated_at = $4 WHERE hash = $5 AND status IN ('pending', 'submitted')",
-        )
-        .bind(hex_b256(tx_hash))
-        .bind(to_i64(block_number))
-        .bind(hex_b256(block_hash))
-        .bind(now_millis())
-        .bind(hex_b256(hash))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Vec<B256>, BundlerError> {
+        let mut tx = self.pool.begin().await?;
+        let mut moved = Vec::new();
+        for hash in hashes {
+            let done = sqlx::query(
+                "UPDATE bundler_user_ops SET status = 'included', reason = NULL, tx_hash = $1, block_number = $2, \
+                 block_hash = $3, updated_at = $4 WHERE hash = $5 AND status IN ('pending', 'submitted')",
+            )
+            .bind(hex_b256(tx_hash))
+            .bind(to_i64(block_number))
+            .bind(hex_b256(block_hash))
+            .bind(now_millis())
+            .bind(hex_b256(*hash))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                moved.push(*hash);
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
     }
 
     /// Drops every pending operation (debug_bundler_clearState).

@@ -133,4 +133,11 @@ pub trait Validate: Send + Sync {
         op: &PackedUserOperation,
         entry_point: EntryPointVersion,
     ) -> Result<ValidatedOp, ValidationError>;
+
+    /// ERC-7562 COD-010, before bundling: for each of `ops`, why it may no longer be bundled (code it
+    /// was validated against changed), or `None`. `Err` when the check itself could not run. The
+    /// default checks nothing.
+    async fn recheck(&self, ops: &[&ValidatedOp]) -> Result<Vec<Option<ValidationError>>, ValidationError> {
+        Ok(vec![None; ops.len()])
+    }
 }

@@ -19,6 +19,7 @@ mod indexer;
 mod merkle;
 mod plan;
 mod policy;
+mod rabbitmq;
 mod store;
 mod time;
 mod worker;
@@ -28,6 +29,7 @@ pub use error::Error;
 pub use indexer::Indexer;
 pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
 pub use plan::{IssuanceContracts, chain_batch_id};
+pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig};
 pub use store::{ActivityView, IssuedItem, NewActivity, Tracked};
 pub use worker::{Progress, Worker};
 

@@ -43,6 +43,8 @@ pub(crate) struct IssuanceSection {
     pub(crate) batch_interval_ms: u64,
     /// Most recipients per batchMint transaction.
     pub(crate) max_mints_per_tx: usize,
+    /// `[issuance.rabbitmq]`: also take activities from this queue; off when absent.
+    pub(crate) rabbitmq: Option<custody_issuance::RabbitMqConfig>,
 }
 
 impl Default for IssuanceSection {
@@ -54,6 +56,7 @@ impl Default for IssuanceSection {
             batch_size: worker.batch_size,
             batch_interval_ms: u64::try_from(worker.interval.as_millis()).unwrap_or(500),
             max_mints_per_tx: worker.max_mints_per_tx,
+            rabbitmq: None,
         }
     }
 }

@@ -50,11 +50,19 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
     })
 }
 
-/// Starts the mirror worker and the indexer until SIGINT or SIGTERM, when `[issuance] worker` is on and
-/// a chain, a deployment and the infrastructure keys `issuer` and `anchor` are there; intake runs anyway.
+/// Starts the `[issuance.rabbitmq]` consumer when configured, and the mirror worker and the indexer when
+/// `[issuance] worker` is on and a chain, a deployment and the infrastructure keys `issuer` and `anchor` are
+/// there (intake runs anyway); all until SIGINT or SIGTERM.
 async fn spawn_issuance(config: &Config, state: &AppState) -> anyhow::Result<()> {
     use alloy::providers::{Provider, ProviderBuilder};
     let section = &config.issuance;
+    if let Some(rabbitmq) = &section.rabbitmq {
+        let consumer = custody_issuance::ActivityConsumer::new(&state.issuance, rabbitmq.clone());
+        tokio::spawn(async move {
+            consumer.run(crate::shutdown::signal()).await;
+            info!("activity consumer stopped");
+        });
+    }
     let (true, Some(url), Some(path), Some(wallets)) =
         (section.worker, &config.chain.rpc_url, &config.chain.deployment_file, &state.wallets)
     else {

@@ -146,25 +146,28 @@ impl Simulator {
     }
 
     /// Checks that every contract validation touched still has the code it had then (ERC-7562
-    /// COD-010); the builder calls this before bundling.
+    /// COD-010); the builder does this through [`Validate::recheck`] before bundling.
     pub async fn check_code_hashes(&self, op: &ValidatedOp) -> Result<(), ValidationError> {
-        for (address, expected) in &op.code_hashes {
-            let code = self
-                .inner
-                .provider
-                .get_code_at(*address)
-                .await
-                .map_err(|e| ValidationError::new(RpcErrorCode::Internal, format!("eth_getCode {address}: {e}")))?;
-            let actual = if code.is_empty() { revm::primitives::KECCAK_EMPTY } else { keccak256(&code) };
-            if actual != *expected {
-                return Err(ValidationError::new(
-                    RpcErrorCode::BannedOpcode,
-                    format!("code of {address} changed since validation (ERC-7562 COD-010)"),
-                )
-                .with_data(serde_json::json!({ "address": address, "rule": "COD-010" })));
-            }
+        match self.recheck(&[op]).await?.pop().flatten() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The current code hash of each of `addresses` (empty code: `KECCAK_EMPTY`), read concurrently.
+    async fn code_hashes(&self, addresses: HashSet<Address>) -> Result<HashMap<Address, B256>, ValidationError> {
+        let mut reads = tokio::task::JoinSet::new();
+        for address in addresses {
+            let provider = self.inner.provider.clone();
+            reads.spawn(async move { (address, provider.get_code_at(address).await) });
+        }
+        let mut out = HashMap::new();
+        while let Some(read) = reads.join_next().await {
+            let (address, code) = read.map_err(|e| internal(format!("eth_getCode task: {e}")))?;
+            let code = code.map_err(|e| internal(format!("eth_getCode {address}: {e}")))?;
+            out.insert(address, if code.is_empty() { revm::primitives::KECCAK_EMPTY } else { keccak256(&code) });
+        }
+        Ok(out)
     }
 
     fn parties(op: &PackedUserOperation, version: EntryPointVersion) -> Parties {
@@ -391,5 +394,23 @@ impl Validate for Simulator {
         let (sim, tracer) = self.simulate(op, entry_point, true).await?;
         let tracer = tracer.ok_or_else(|| internal("traced simulation returned no trace".to_owned()))?;
         self.judge(op, entry_point, &sim, &tracer)
+    }
+
+    async fn recheck(&self, ops: &[&ValidatedOp]) -> Result<Vec<Option<ValidationError>>, ValidationError> {
+        let addresses = ops.iter().flat_map(|o| o.code_hashes.iter().map(|(a, _)| *a)).collect();
+        let current = self.code_hashes(addresses).await?;
+        Ok(ops
+            .iter()
+            .map(|op| {
+                let changed = op.code_hashes.iter().find(|(a, h)| current.get(a) != Some(h))?.0;
+                Some(
+                    ValidationError::new(
+                        RpcErrorCode::BannedOpcode,
+                        format!("code of {changed} changed since validation (ERC-7562 COD-010)"),
+                    )
+                    .with_data(serde_json::json!({ "address": changed, "rule": "COD-010" })),
+                )
+            })
+            .collect())
     }
 }

@@ -1,7 +1,6 @@
 //! Several bundler keys send in parallel, each with its own nonce.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::SignerSync;
@@ -13,7 +12,7 @@ use custody_signer::KeyClass;
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{ChainValidator, env, random_address, send, wait_receipt};
+use super::setup::{env, random_address, send, wait_receipt};
 
 #[tokio::test]
 async fn two_hsm_keys_share_the_mempool() {
@@ -26,12 +25,7 @@ async fn two_hsm_keys_share_the_mempool() {
     let mut config = env.config(BundlingMode::Auto);
     config.keys = vec!["bundler".into(), "bundler-2".into()];
     config.max_bundle_ops = 1;
-    let validator = Arc::new(ChainValidator {
-        provider: env.provider.clone(),
-        chain_id: env.chain.chain_id(),
-        from: env.chain.dev_accounts()[1].address(),
-        staked: Vec::new(),
-    });
+    let validator = env.validator();
     let signers = Bundler::signers_from_keyring(&env.keys.keyring, &config).await.expect("signers");
     let bundler = Bundler::new(config, env.keys.db.pool().await, signers, env.provider.clone(), validator, None)
         .await

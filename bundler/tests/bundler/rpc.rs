@@ -12,7 +12,7 @@ use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::setup::{ChainValidator, env, err, ok, random_address};
+use super::setup::{env, err, ok, random_address};
 
 async fn post(bundler: &Arc<Bundler>, body: &str) -> (StatusCode, Value) {
     let response = custody_bundler::rpc::router(bundler.clone())
@@ -69,11 +69,10 @@ async fn json_rpc_surface_and_error_codes() {
     assert_eq!(code, -32601, "{message}");
     assert!(ok(&bundler, "eth_getUserOperationByHash", json!([B256::with_last_byte(1)])).await.is_null());
 
-    // A signature from another key is rejected by the EntryPoint (-32500 with the AA reason).
+    // A signature from another key is rejected as such (-32507).
     let bad = env.sign(EntryPointVersion::V07, op.clone(), &env.bundler_key).await;
     let (code, message) = err(&bundler, "eth_sendUserOperation", json!([bad, EntryPointVersion::V07.address()])).await;
-    assert_eq!(code, RpcErrorCode::EntryPointRejected.code());
-    assert!(message.starts_with("AA"), "{message}");
+    assert_eq!(code, RpcErrorCode::InvalidSignature.code(), "{message}");
 
     // Reputation: a banned sender is refused (-32504) and shows as banned.
     ok(
@@ -95,12 +94,7 @@ async fn json_rpc_surface_and_error_codes() {
     assert_eq!(err(&bundler, "debug_bundler_setBundlingMode", json!(["sometimes"])).await.0, -32602);
 
     // Debug methods are off unless enabled.
-    let validator = Arc::new(ChainValidator {
-        provider: env.provider.clone(),
-        chain_id: env.chain.chain_id(),
-        from: env.chain.dev_accounts()[1].address(),
-        staked: Vec::new(),
-    });
+    let validator = env.validator();
     let config = BundlerConfig { debug_methods: false, ..BundlerConfig::default() };
     let quiet = Bundler::new(
         config,

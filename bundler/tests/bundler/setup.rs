@@ -1,6 +1,6 @@
-//! Shared set-up: chain with everything deployed, HSM keys, a bundler over a test database, and a
-//! TEST-ONLY validator (scaffolding until the revm simulator lands) that checks an operation by an
-//! `eth_call` of `handleOps` on the real local chain.
+//! Shared set-up: chain with everything deployed, HSM keys, and a bundler over a test database
+//! validating with the revm simulator (Peruri's factories and paymasters trusted by its rules, as in
+//! `custody serve`; the bundler's own reputation trusts nothing unless a test says so).
 
 use std::sync::Arc;
 
@@ -8,66 +8,15 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::aliases::U192;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
-use custody_bundler::validation::{Entity, RpcErrorCode, StakeInfo, Validate, ValidatedOp, ValidationError};
+use custody_bundler::sim::{SimConfig, Simulator};
+use custody_bundler::validation::Validate;
 use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
 use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
 use custody_contracts::userop::signing_digest;
-use custody_contracts::{
-    DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
-};
+use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, UserOperation, account};
 use custody_signer::test_utils::{Engine, TestDb, TestKeyring};
 use custody_signer::{EthSigner, KeyClass};
 use serde_json::{Value, json};
-
-/// TEST SCAFFOLDING: validates by simulating `handleOps([op])` with `eth_call` from a dev account.
-/// No ERC-7562 rules; stake facts from `staked`; prefund zero (the test chain has zero fees).
-#[derive(Debug)]
-pub(crate) struct ChainValidator {
-    pub(crate) provider: DynProvider,
-    pub(crate) chain_id: u64,
-    pub(crate) from: Address,
-    /// Entities reported as staked (the load generator stakes the factory, as production does).
-    pub(crate) staked: Vec<Entity>,
-}
-
-#[async_trait::async_trait]
-impl Validate for ChainValidator {
-    async fn validate(
-        &self,
-        op: &PackedUserOperation,
-        entry_point: EntryPointVersion,
-    ) -> Result<ValidatedOp, ValidationError> {
-        let ep = IEntryPoint::new(entry_point.address(), self.provider.clone());
-        let block_number = self.provider.get_block_number().await.expect("block number");
-        if let Err(e) = ep.handleOps(vec![op.clone()], self.from).from(self.from).call().await {
-            let reason = e
-                .as_decoded_error::<IEntryPoint::FailedOp>()
-                .map(|f| f.reason)
-                .or_else(|| e.as_decoded_error::<IEntryPoint::FailedOpWithRevert>().map(|f| f.reason))
-                .unwrap_or_else(|| e.to_string());
-            return Err(ValidationError::new(RpcErrorCode::EntryPointRejected, reason));
-        }
-        Ok(ValidatedOp {
-            user_op_hash: op.hash(entry_point, entry_point.address(), self.chain_id),
-            entry_point,
-            block_number,
-            prefund: U256::ZERO,
-            valid_after: 0,
-            valid_until: u64::MAX,
-            sender: StakeInfo { address: op.sender, ..Default::default() },
-            factory: None,
-            paymaster: None,
-            aggregator: None,
-            staked: [Entity::Sender, Entity::Factory, Entity::Paymaster]
-                .into_iter()
-                .map(|e| (e, self.staked.contains(&e)))
-                .collect(),
-            code_hashes: Vec::new(),
-            accessed_addresses: Vec::new(),
-            validation_gas_used: 0,
-        })
-    }
-}
 
 pub(crate) struct Env {
     pub(crate) chain: LocalChain,
@@ -105,24 +54,37 @@ impl Env {
         BundlerConfig { debug_methods: true, bundling_mode: mode, poll_interval_ms: 100, ..Default::default() }
     }
 
+    /// The revm simulator over the chain, Peruri's factories and paymasters trusted by its rules.
+    pub(crate) fn simulator(&self) -> Simulator {
+        let c = &self.deployment.contracts;
+        let ours = [
+            c.account_factory(EntryPointVersion::V07),
+            c.account_factory(EntryPointVersion::V08),
+            c.peruri_paymaster_v07,
+            c.peruri_paymaster_v08,
+        ];
+        let mut config = SimConfig::new(self.chain.chain_id());
+        config.trusted.factories.extend(ours);
+        config.trusted.paymasters.extend(ours);
+        Simulator::new(self.provider.clone(), config)
+    }
+
+    /// [`Env::simulator`] as the bundler's validator.
+    pub(crate) fn validator(&self) -> Arc<dyn Validate> {
+        Arc::new(self.simulator())
+    }
+
+    /// A bundler over `db` (the keyring's database unless another is given) with `config`.
+    pub(crate) async fn bundler_with(&self, db: &TestDb, config: BundlerConfig) -> Arc<Bundler> {
+        let signers = vec![self.bundler_key.clone()];
+        Bundler::new(config, db.pool().await, signers, self.provider.clone(), self.validator(), None)
+            .await
+            .expect("bundler starts")
+    }
+
     /// A bundler over `db` (the keyring's database unless another is given).
     pub(crate) async fn bundler_on(&self, db: &TestDb, mode: BundlingMode) -> Arc<Bundler> {
-        let validator = Arc::new(ChainValidator {
-            provider: self.provider.clone(),
-            chain_id: self.chain.chain_id(),
-            from: self.chain.dev_accounts()[1].address(),
-            staked: Vec::new(),
-        });
-        Bundler::new(
-            self.config(mode),
-            db.pool().await,
-            vec![self.bundler_key.clone()],
-            self.provider.clone(),
-            validator,
-            None,
-        )
-        .await
-        .expect("bundler starts")
+        self.bundler_with(db, self.config(mode)).await
     }
 
     pub(crate) async fn bundler(&self, mode: BundlingMode) -> Arc<Bundler> {

@@ -5,4 +5,5 @@
 
 mod intake;
 mod mirror;
+mod rabbitmq;
 mod setup;

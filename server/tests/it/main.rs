@@ -7,6 +7,7 @@ mod auth;
 mod devnet;
 mod enroll;
 mod http;
+mod intake;
 mod keys_cli;
 mod service;
 mod tls;
