@@ -59,7 +59,7 @@ async fn serve(hsm: &SoftHsm, db: &TestDb) -> (Serve, String) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = hsm.dir().join("custody.toml");
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n# One client sends everything: no per-client limit.\n[server.rate_limit]\nper_second = 0\n\n[auth]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\n\
          [[auth.keys]]\nkid = \"es\"\nalgorithms = [\"ES256\"]\npublic_key_file = \"{}\"\n",
         key_path("es256-public.pem")
     );
@@ -73,7 +73,6 @@ async fn serve(hsm: &SoftHsm, db: &TestDb) -> (Serve, String) {
         .env("CUSTODY_PKCS11_TOKEN", hsm.label())
         .env("CUSTODY_PKCS11_PIN", hsm.user_pin().expose_secret())
         .env("CUSTODY_DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
