@@ -257,6 +257,22 @@ impl LocalChain {
         self.rpc("hardhat_setCode", (address, code)).await.map(drop)
     }
 
+    /// Packs `op` and signs its userOpHash on this chain for `version` with a local `owner` key
+    /// (EIP-191 for v0.7, the EIP-712 digest for v0.8).
+    pub fn sign_user_op(
+        &self,
+        version: crate::EntryPointVersion,
+        op: &crate::UserOperation,
+        owner: &PrivateKeySigner,
+    ) -> crate::PackedUserOperation {
+        use alloy::signers::SignerSync;
+        let mut packed = op.pack().expect("a test operation packs");
+        let hash = packed.hash(version, version.address(), self.chain_id());
+        let signature = owner.sign_hash_sync(&crate::userop::signing_digest(version, hash)).expect("a local key signs");
+        packed.signature = Bytes::from(signature.as_bytes().to_vec());
+        packed
+    }
+
     /// Mine one block now.
     pub async fn mine(&self) -> Result<(), LocalChainError> {
         self.rpc("evm_mine", Vec::<u64>::new()).await.map(drop)

@@ -30,7 +30,7 @@ pub use indexer::Indexer;
 pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
 pub use plan::{IssuanceContracts, chain_batch_id};
 pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig};
-pub use store::{ActivityView, IssuedItem, NewActivity, Tracked};
+pub use store::{ActivityView, IssuedItem, NewActivity, TrackRequest, Tracked};
 pub use worker::{Progress, Worker};
 
 use alloy::primitives::{Address, U256};
@@ -154,11 +154,6 @@ impl Issuance {
         }
         badges.sort();
         Ok(badges)
-    }
-
-    /// Parses an RFC 3339 timestamp (`2026-01-05T08:00:00Z`) into Unix seconds.
-    pub fn parse_time(text: &str) -> Option<i64> {
-        time::parse_rfc3339(text)
     }
 }
 

@@ -21,10 +21,9 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use serde::Deserialize;
-use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::{Error, Issuance, NewActivity};
+use crate::{Error, Issuance, TrackRequest};
 
 /// The header that carries why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-peruri-reason";
@@ -49,18 +48,6 @@ pub struct RabbitMqConfig {
 
 fn default_prefetch() -> u16 {
     64
-}
-
-/// The message body (as `POST /activity/track`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Message {
-    user_id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    payload: Value,
-    occurred_at: String,
 }
 
 /// What became of one delivery.
@@ -154,15 +141,13 @@ impl ActivityConsumer {
         else {
             return Outcome::DeadLetter("no message_id (the idempotency key)".to_owned());
         };
-        let message: Message = match serde_json::from_slice(&delivery.data) {
+        let message: TrackRequest = match serde_json::from_slice(&delivery.data) {
             Ok(message) => message,
             Err(e) => return Outcome::DeadLetter(format!("body is not an activity: {e}")),
         };
-        let Some(occurred_at) = Issuance::parse_time(&message.occurred_at) else {
+        let Some(activity) = message.into_activity() else {
             return Outcome::DeadLetter("occurred_at must be an RFC 3339 time".to_owned());
         };
-        let activity =
-            NewActivity { user_id: message.user_id, kind: message.kind, payload: message.payload, occurred_at };
         let caller = format!("amqp:{}", self.config.queue);
         match self.issuance.track(&caller, key, activity).await {
             Ok(_) => Outcome::Stored,

@@ -1,7 +1,7 @@
 //! Intake and reads over the issuance tables (SQLite or PostgreSQL through sqlx `Any`).
 
 use alloy::primitives::keccak256;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{AnyPool, Row, migrate::Migrator};
 
@@ -21,6 +21,27 @@ pub struct NewActivity {
     pub payload: Value,
     /// When it happened, Unix seconds.
     pub occurred_at: i64,
+}
+
+/// An activity as the app sends it, over HTTP (`POST /activity/track`) or the activity stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackRequest {
+    pub user_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Value,
+    /// RFC 3339, e.g. `2026-01-05T08:00:00Z`.
+    pub occurred_at: String,
+}
+
+impl TrackRequest {
+    /// The activity, or `None` if `occurred_at` is not an RFC 3339 time.
+    pub fn into_activity(self) -> Option<NewActivity> {
+        let occurred_at = crate::time::parse_rfc3339(&self.occurred_at)?;
+        Some(NewActivity { user_id: self.user_id, kind: self.kind, payload: self.payload, occurred_at })
+    }
 }
 
 /// The answer of an intake call.

@@ -82,6 +82,18 @@ struct Signed {
     hash: B256,
 }
 
+impl Signed {
+    /// From an `issuance_txs` row with `id, batch_id, raw, tx_hash`.
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, Error> {
+        Ok(Self {
+            id: row.try_get("id").map_err(Error::db("decode tx"))?,
+            batch_id: row.try_get("batch_id").map_err(Error::db("decode tx"))?,
+            raw: parse(row, "raw")?,
+            hash: parse(row, "tx_hash")?,
+        })
+    }
+}
+
 impl Worker {
     /// A worker over `issuance`'s database; `issuer` signs PTKN and PBADGE calls, `anchorer` PLOG calls
     /// (the deployment's ISSUER_ROLE and ANCHOR_ROLE holders); recipients are the users' smart accounts.
@@ -370,12 +382,7 @@ impl Worker {
         .map_err(Error::db("select signed"))?;
         let mut submitted = 0;
         for row in rows {
-            let signed = Signed {
-                id: row.try_get("id").map_err(Error::db("decode signed"))?,
-                batch_id: row.try_get("batch_id").map_err(Error::db("decode signed"))?,
-                raw: parse(&row, "raw")?,
-                hash: parse(&row, "tx_hash")?,
-            };
+            let signed = Signed::from_row(&row)?;
             if self.send(&signed).await? {
                 self.mark_submitted(&signed).await?;
                 submitted += 1;
@@ -441,12 +448,7 @@ impl Worker {
         let mut mined = 0;
         let mut batches = Vec::new();
         for row in rows {
-            let signed = Signed {
-                id: row.try_get("id").map_err(Error::db("decode submitted"))?,
-                batch_id: row.try_get("batch_id").map_err(Error::db("decode submitted"))?,
-                raw: parse(&row, "raw")?,
-                hash: parse(&row, "tx_hash")?,
-            };
+            let signed = Signed::from_row(&row)?;
             let attempts: i64 = row.try_get("attempts").map_err(Error::db("decode submitted"))?;
             let updated_at: i64 = row.try_get("updated_at").map_err(Error::db("decode submitted"))?;
             let receipt = self

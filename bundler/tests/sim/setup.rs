@@ -4,12 +4,10 @@ use alloy::primitives::aliases::U192;
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::DynProvider;
 use alloy::rpc::types::TransactionReceipt;
-use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use custody_bundler::sim::{SimConfig, Simulator};
 use custody_contracts::test_utils::LocalChain;
-use custody_contracts::userop::signing_digest;
 use custody_contracts::{
     DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
 };
@@ -102,11 +100,7 @@ impl Env {
         op: &UserOperation,
         owner: &PrivateKeySigner,
     ) -> PackedUserOperation {
-        let mut packed = op.pack().expect("packs");
-        let hash = packed.hash(version, version.address(), self.chain.chain_id());
-        let signature = owner.sign_hash_sync(&signing_digest(version, hash)).expect("signs");
-        packed.signature = Bytes::from(signature.as_bytes().to_vec());
-        packed
+        self.chain.sign_user_op(version, op, owner)
     }
 
     /// An operation of a rule-test account: no initCode, `helper` abi-encoded as the signature.

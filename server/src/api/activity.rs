@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use custody_issuance::{Error as IssuanceError, Issuance, NewActivity, Tracked};
+use custody_issuance::{Error as IssuanceError, TrackRequest, Tracked};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,18 +25,6 @@ use super::{
 
 /// How long `/mintToken` and `/v1/tokens/burn` wait for the transaction to be submitted.
 const SUBMIT_WAIT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Track {
-    user_id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    payload: Value,
-    /// RFC 3339, e.g. `2026-01-05T08:00:00Z`.
-    occurred_at: String,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -62,15 +50,14 @@ pub(super) async fn track(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Json<Track>, JsonRejection>,
+    body: Result<Json<TrackRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::App)?;
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
-    let occurred_at = Issuance::parse_time(&req.occurred_at).ok_or_else(|| {
+    let activity = req.into_activity().ok_or_else(|| {
         ApiError::bad_request("invalid_occurred_at", "occurred_at must be an RFC 3339 time, e.g. 2026-01-05T08:00:00Z")
     })?;
-    let activity = NewActivity { user_id: req.user_id, kind: req.kind, payload: req.payload, occurred_at };
     audit(&state, &caller, "activity.track", "activity", &headers, "accepted").await?;
     let tracked = state.issuance.track(&caller.sub, &key, activity).await.map_err(issuance_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": tracked.id, "status": "queued"}))).into_response())
