@@ -3,6 +3,7 @@
 //   PERURI_CHAIN_ID        chain id (default 1337)
 //   PERURI_BLOCK_TIME_MS   0 = automine (tests), otherwise interval mining in ms (devnet: 2000)
 //   PERURI_BLOCK_GAS_LIMIT block gas limit (default 100000000, as the generated Besu genesis)
+//   PERURI_INITIAL_BASE_FEE base fee of the first block in wei (default 0, as Besu; tests of the paid path)
 const env = (name, fallback) => (process.env[name] === undefined ? fallback : Number(process.env[name]));
 const blockTimeMs = env("PERURI_BLOCK_TIME_MS", 0);
 
@@ -12,7 +13,7 @@ module.exports = {
     hardhat: {
       chainId: env("PERURI_CHAIN_ID", 1337),
       hardfork: "cancun",
-      initialBaseFeePerGas: 0,
+      initialBaseFeePerGas: env("PERURI_INITIAL_BASE_FEE", 0),
       gasPrice: 0,
       blockGasLimit: env("PERURI_BLOCK_GAS_LIMIT", 100000000),
       allowUnlimitedContractSize: false,

@@ -13,7 +13,7 @@ use custody_contracts::{
     Deployment, EntryPointVersion, account::account_address,
     bindings::peruri_account_factory_v07::PeruriAccountFactoryV07,
 };
-use custody_signer::{KeyClass, KeyRecord, Keyring};
+use custody_signer::{KeyClass, KeyRecord, Keyring, now_millis};
 use rand::RngCore;
 use serde::{Serialize, Serializer};
 use sqlx::AnyPool;
@@ -386,12 +386,6 @@ fn new_claim() -> String {
 
 fn lease_millis() -> i64 {
     i64::try_from(CLAIM_LEASE.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Now, in Unix milliseconds.
-fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use custody_bundler::validation::Validate;
-use custody_bundler::{Bundler, BundlingMode, EstimateGas};
+use custody_bundler::{Bundler, BundlingMode, EstimateGas, GasEstimate};
 use custody_contracts::test_utils::LocalChainConfig;
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{EntryPointVersion, UserOperation, account};
@@ -37,7 +37,15 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn op_for(env: &setup::Env, owner: &PrivateKeySigner, key: u64, deploy: bool) -> UserOperation {
+/// An operation of `owner`'s account (deploying it if `deploy`), with the gas limits of `limits` (as a
+/// client that asked `eth_estimateUserOperationGas` sets them) or generous defaults.
+fn op_for(
+    env: &setup::Env,
+    owner: &PrivateKeySigner,
+    key: u64,
+    deploy: bool,
+    limits: Option<&GasEstimate>,
+) -> UserOperation {
     let sender = env.account(VERSION, owner.address());
     let mut op = UserOperation {
         sender,
@@ -50,6 +58,11 @@ fn op_for(env: &setup::Env, owner: &PrivateKeySigner, key: u64, deploy: bool) ->
         pre_verification_gas: U256::from(50_000),
         ..Default::default()
     };
+    if let Some(limits) = limits {
+        op.call_gas_limit = limits.call_gas_limit;
+        op.verification_gas_limit = limits.verification_gas_limit;
+        op.pre_verification_gas = limits.pre_verification_gas;
+    }
     let hash = op.hash(VERSION, VERSION.address(), env.chain.chain_id()).unwrap();
     op.signature = Bytes::from(owner.sign_hash_sync(&signing_digest(VERSION, hash)).unwrap().as_bytes().to_vec());
     op
@@ -121,11 +134,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // `RUST_LOG=custody_bundler=info` shows the builder's bundles.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let (n, m, rate) = (arg("--ops", 200), arg("--accounts", 200), arg("--rate", 100));
     let env =
         setup::env_with(Engine::Sqlite, LocalChainConfig { block_time: Some(BLOCK_TIME), ..Default::default() }).await;
     let mut config = env.config(BundlingMode::Auto);
-    config.max_bundle_ops = m.max(1);
     config.min_bundle_interval_ms = arg("--interval-ms", config.min_bundle_interval_ms as usize) as u64;
     // Peruri's factory and paymaster are trusted, as `custody serve` does (server/src/bundler.rs).
     let contracts = &env.deployment.contracts;
@@ -133,6 +149,7 @@ async fn main() {
     let simulator = Arc::new(env.simulator());
     let validator: Arc<dyn Validate> = simulator.clone();
     let estimator: Arc<dyn EstimateGas> = simulator;
+    let probe = estimator.clone();
     let pool = env.keys.db.pool().await;
     let bundler =
         Bundler::new(config, pool, vec![env.bundler_key.clone()], env.provider.clone(), validator, Some(estimator))
@@ -147,12 +164,15 @@ async fn main() {
     // Warm-up (not measured): deploy every account with its first operation, 100 at a time so the
     // (staked) factory stays within ERC-7562 reputation (opsSeen / 10 <= opsIncluded + 10).
     for chunk in owners.chunks(100) {
-        let warm: Vec<UserOperation> = chunk.iter().map(|o| op_for(&env, o, 0, true)).collect();
+        let warm: Vec<UserOperation> = chunk.iter().map(|o| op_for(&env, o, 0, true, None)).collect();
         let (sent, ..) = send_all(&bundler, warm, rate).await;
         latencies(&bundler, sent).await;
     }
 
-    let ops: Vec<UserOperation> = (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false)).collect();
+    // The measured operations carry the bundler's own estimates, as a client's would.
+    let limits = probe.estimate(&op_for(&env, &owners[0], 1, false, None), VERSION, None).await.unwrap();
+    let ops: Vec<UserOperation> =
+        (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false, Some(&limits))).collect();
     let (sent, took, admission) = send_all(&bundler, ops, rate).await;
     let mut lat = latencies(&bundler, sent).await;
     lat.sort();
@@ -161,6 +181,10 @@ async fn main() {
 
     let blocks = |d: Duration| d.as_secs_f64() / BLOCK_TIME.as_secs_f64();
     println!("bundler load: {n} operations from {m} accounts, offered at {rate}/s, {}s blocks", BLOCK_TIME.as_secs());
+    println!(
+        "  gas limits      verification {}, call {}, preVerification {} (the bundler's estimate)",
+        limits.verification_gas_limit, limits.call_gas_limit, limits.pre_verification_gas
+    );
     println!("  acceptance      {:>8.1} ops/s ({n} in {:.2}s)", n as f64 / took.as_secs_f64(), took.as_secs_f64());
     for (name, p) in [("p50", 0.50), ("p99", 0.99)] {
         println!("  admission     {name} {:>6.3}s", percentile(&admission, p).as_secs_f64());

@@ -8,7 +8,8 @@
 //!            if a new block (or min_bundle_interval_ms since the last bundle, or sendBundleNow):
 //!            select (not senders with unmined ops) → re-check code hashes (COD-010) → eth_call handleOps
 //!            ── FailedOp(i) → drop op i (reason kept), retry → estimate gas → sign in the HSM
-//!            → record (ops submitted) → broadcast
+//!            → record (ops submitted) → broadcast; a bundle that hit its gas or count limit is followed
+//!            at once by the next, so the bundler keeps up with a mempool filling faster than one bundle
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +37,8 @@ use crate::validation::ValidationError;
 const SELECTION_WINDOW: i64 = 1_000;
 /// An operation whose `validUntil` is this close is not bundled any more.
 const VALID_UNTIL_MARGIN_SECS: u64 = 10;
+/// Most bundles a key sends per entry point in one step (when each fills its gas or count limit).
+const MAX_BUNDLES_PER_TICK: usize = 8;
 /// Gas for a cancelling self-transfer.
 const CANCEL_GAS: u64 = 21_000;
 
@@ -86,10 +89,15 @@ impl Bundler {
             if !force && same_block && (interval.is_zero() || recent) {
                 continue;
             }
-            if let Some(hash) = self.build_and_send(key, &mut state, version, block).await? {
+            // A bundle that left operations out for its limits is followed at once by the next.
+            for _ in 0..MAX_BUNDLES_PER_TICK {
+                let Some((hash, full)) = self.build_and_send(key, &mut state, version, block).await? else { break };
                 state.last_bundle_block.insert(version, block);
                 state.last_bundle_at.insert(version, Instant::now());
                 sent.push(hash);
+                if !full {
+                    break;
+                }
             }
         }
         Ok(sent)
@@ -134,13 +142,13 @@ impl Bundler {
     /// `in_flight`), no operation whose accessed storage belongs to another's sender, throttled
     /// entities at most `THROTTLED_ENTITY_BUNDLE_COUNT`, within the gas and count limits. Expired
     /// operations fail; those of a throttled entity validated more than `THROTTLED_ENTITY_LIVE_BLOCKS`
-    /// before `block` are dropped.
+    /// before `block` are dropped. Also says whether the gas or count limit left operations out.
     async fn select(
         &self,
         mut candidates: Vec<StoredOp>,
         in_flight: HashSet<Address>,
         block: u64,
-    ) -> Result<Vec<StoredOp>, BundlerError> {
+    ) -> Result<(Vec<StoredOp>, bool), BundlerError> {
         candidates.sort_by_key(|o| std::cmp::Reverse(o.op.max_priority_fee_per_gas));
         let now = u64::try_from(now_millis() / 1000).unwrap_or_default();
         // A sender with an unmined bundle waits for it: its next operation is simulated on its outcome.
@@ -149,7 +157,12 @@ impl Bundler {
         let mut per_entity: HashMap<Address, usize> = HashMap::new();
         let mut gas = 0u64;
         let mut selected = Vec::new();
+        let mut full = false;
         for op in candidates {
+            if selected.len() >= self.config.max_bundle_ops {
+                full = true;
+                break;
+            }
             if op.validated.valid_until <= now.saturating_add(VALID_UNTIL_MARGIN_SECS) {
                 self.store
                     .set_status(
@@ -190,7 +203,11 @@ impl Bundler {
                 continue;
             }
             let op_gas = op_gas(&op);
-            if !allowed || gas.saturating_add(op_gas) > self.config.max_bundle_gas {
+            if !allowed {
+                continue;
+            }
+            if gas.saturating_add(op_gas) > self.config.max_bundle_gas {
+                full = true;
                 continue;
             }
             gas += op_gas;
@@ -200,20 +217,19 @@ impl Bundler {
             senders.insert(op.op.sender);
             accessed.extend(op.validated.accessed_addresses.iter().copied());
             selected.push(op);
-            if selected.len() >= self.config.max_bundle_ops {
-                break;
-            }
         }
-        Ok(selected)
+        Ok((selected, full))
     }
 
+    /// Builds, signs, records and broadcasts one bundle; returns its hash and whether the bundle's gas
+    /// or count limit left pending operations out.
     async fn build_and_send(
         &self,
         key: &KeySlot,
         state: &mut KeyState,
         version: EntryPointVersion,
         block: u64,
-    ) -> Result<Option<B256>, BundlerError> {
+    ) -> Result<Option<(B256, bool)>, BundlerError> {
         let Some(lock) = self.selection.get(&version) else { return Ok(None) };
         let _selecting = lock.lock().await;
         let candidates = self.store.ops_in(Some(version), OpStatus::Pending, SELECTION_WINDOW).await?;
@@ -221,7 +237,7 @@ impl Bundler {
             return Ok(None);
         }
         let in_flight = self.store.ops_in(Some(version), OpStatus::Submitted, SELECTION_WINDOW).await?;
-        let mut ops = self.select(candidates, in_flight.iter().map(|o| o.op.sender).collect(), block).await?;
+        let (mut ops, full) = self.select(candidates, in_flight.iter().map(|o| o.op.sender).collect(), block).await?;
         self.drop_changed_code(&mut ops, version).await?;
         let from = key.signer.address();
         let beneficiary = self.config.beneficiary.unwrap_or(from);
@@ -280,7 +296,7 @@ impl Bundler {
         self.broadcast(&tx).await;
         metrics::bundle_sent(version, ops.len(), gas_limit);
         info!(tx = %tx.tx_hash, ops = ops.len(), nonce, key = %from, entry_point = %version, "bundle sent");
-        Ok(Some(tx.tx_hash))
+        Ok(Some((tx.tx_hash, full)))
     }
 
     /// GREP-040: the entity blamed by [`culprit`] for `op` failing at bundle time is banned and its

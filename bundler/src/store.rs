@@ -127,11 +127,7 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or_default()
 }
 
-/// Now, in Unix milliseconds.
-pub(crate) fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use custody_signer::now_millis;
 
 const OP_COLUMNS: &str = "hash, entry_point, op_json, validated_json, status, reason, tx_hash, block_number, \
                           block_hash, received_at";

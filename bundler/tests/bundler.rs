@@ -1,5 +1,9 @@
 //! Bundler integration tests: a local chain, SoftHSM bundler and owner keys, SQLite and PostgreSQL.
 
+#[path = "shared/rule_contracts.rs"]
+#[allow(dead_code)]
+mod rule_contracts;
+
 mod bundler {
     mod bundle_time;
     mod e2e;
@@ -7,5 +11,6 @@ mod bundler {
     mod mempool;
     mod rpc;
     mod setup;
+    mod stake;
     mod stuck;
 }

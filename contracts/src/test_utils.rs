@@ -1,7 +1,8 @@
 //! The local chain: a Hardhat node (EDR, from `contracts/node_modules`) configured like the production
-//! Besu chain — chain id from config (default 1337), zero base fee with gas price 0 accepted, the
-//! production block gas limit, Cancun, and the production genesis alloc (the deterministic deployment
-//! proxy). Automine for tests, interval mining (2 s) for the devnet. The node is killed on drop.
+//! Besu chain — chain id from config (default 1337), zero base fee with gas price 0 accepted (a non-zero
+//! initial base fee on request, for tests of the paid path), the production block gas limit, Cancun, and
+//! the production genesis alloc (the deterministic deployment proxy). Automine for tests, interval mining
+//! (2 s) for the devnet. The node is killed on drop.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,6 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
@@ -57,11 +59,14 @@ pub struct LocalChainConfig {
     pub block_time: Option<Duration>,
     /// Block gas limit (default: the production genesis').
     pub block_gas_limit: u64,
+    /// Base fee of the first block in wei (default 0, as on the production chain); non-zero for tests of
+    /// the paid path. Later blocks follow EIP-1559 from it.
+    pub initial_base_fee: u64,
 }
 
 impl Default for LocalChainConfig {
     fn default() -> Self {
-        Self { chain_id: DEFAULT_CHAIN_ID, block_time: None, block_gas_limit: BLOCK_GAS_LIMIT }
+        Self { chain_id: DEFAULT_CHAIN_ID, block_time: None, block_gas_limit: BLOCK_GAS_LIMIT, initial_base_fee: 0 }
     }
 }
 
@@ -102,40 +107,36 @@ impl LocalChain {
         if !hardhat.exists() {
             return Err(LocalChainError::MissingNodeModules { dir });
         }
-        let mut last_error = None;
-        for _attempt in 0..3 {
-            match Self::spawn(&dir, &hardhat, &config).await {
-                Ok(chain) => {
-                    chain.load_alloc(&default_alloc()).await?;
-                    info!(url = %chain.url, chain_id = config.chain_id, "local chain started");
-                    return Ok(chain);
-                }
-                // A port taken between choosing and binding: try another.
-                Err(LocalChainError::Exited { log, .. }) if log.contains("EADDRINUSE") => {
-                    last_error = Some(LocalChainError::Exited { status: "port in use".to_owned(), log });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or(LocalChainError::Timeout { log: String::new() }))
+        let chain = Self::spawn(&dir, &hardhat, &config).await?;
+        chain.load_alloc(&default_alloc()).await?;
+        info!(url = %chain.url, chain_id = config.chain_id, "local chain started");
+        Ok(chain)
     }
 
+    /// Starts the node on port 0, so the kernel picks a free port as it binds, and learns the port from
+    /// the node's own "server at" line. (Choosing a port first and passing it on races with other tests:
+    /// a node that lost the race would be talked to through the winner's port.)
     async fn spawn(dir: &Path, hardhat: &Path, config: &LocalChainConfig) -> Result<Self, LocalChainError> {
-        let port = free_port().map_err(|source| LocalChainError::Spawn { source })?;
-        let log = std::env::temp_dir().join(format!("peruri-hardhat-{}-{port}.log", std::process::id()));
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "peruri-hardhat-{}-{}.log",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let log_file = std::fs::File::create(&log).map_err(|source| LocalChainError::Spawn { source })?;
         let log_err = log_file.try_clone().map_err(|source| LocalChainError::Spawn { source })?;
         let node = std::env::var_os("PERURI_NODE").unwrap_or_else(|| "node".into());
         let block_time_ms = config.block_time.map_or(0, |t| t.as_millis().max(1));
         let child = Command::new(node)
             .arg(hardhat)
-            .args(["--config", "hardhat.config.cjs", "node", "--hostname", "127.0.0.1", "--port"])
-            .arg(port.to_string())
+            .args(["--config", "hardhat.config.cjs", "node", "--hostname", "127.0.0.1", "--port", "0"])
             .current_dir(dir)
             .env("HARDHAT_DISABLE_TELEMETRY_PROMPT", "true")
+            .env("NO_COLOR", "1")
             .env("PERURI_CHAIN_ID", config.chain_id.to_string())
             .env("PERURI_BLOCK_TIME_MS", block_time_ms.to_string())
             .env("PERURI_BLOCK_GAS_LIMIT", config.block_gas_limit.to_string())
+            .env("PERURI_INITIAL_BASE_FEE", config.initial_base_fee.to_string())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -144,7 +145,7 @@ impl LocalChain {
             .map_err(|source| LocalChainError::Spawn { source })?;
         let mut chain = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             config: config.clone(),
             log,
             dev_accounts: DEV_KEYS.iter().filter_map(|k| PrivateKeySigner::from_bytes(k).ok()).collect(),
@@ -153,18 +154,26 @@ impl LocalChain {
         Ok(chain)
     }
 
+    /// Waits for the node's "server at" line, then for its chain id over JSON-RPC.
     async fn wait_ready(&mut self) -> Result<(), LocalChainError> {
-        let provider = self.provider();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(LocalChainError::Exited { status: status.to_string(), log: self.log_tail() });
             }
-            if let Ok(Ok(id)) = tokio::time::timeout(Duration::from_secs(2), provider.get_chain_id()).await {
-                if id != self.config.chain_id {
-                    return Err(LocalChainError::WrongChainId { expected: self.config.chain_id, actual: id });
+            if self.url.is_empty() {
+                if let Some(url) = std::fs::read_to_string(&self.log).ok().as_deref().and_then(server_url) {
+                    self.url = url;
                 }
-                return Ok(());
+            }
+            if !self.url.is_empty() {
+                let chain_id = tokio::time::timeout(Duration::from_secs(2), self.provider().get_chain_id()).await;
+                if let Ok(Ok(id)) = chain_id {
+                    if id != self.config.chain_id {
+                        return Err(LocalChainError::WrongChainId { expected: self.config.chain_id, actual: id });
+                    }
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 return Err(LocalChainError::Timeout { log: self.log_tail() });
@@ -310,6 +319,24 @@ impl Drop for LocalChain {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The JSON-RPC URL from Hardhat's "Started HTTP and WebSocket JSON-RPC server at http://127.0.0.1:<port>/".
+fn server_url(log: &str) -> Option<String> {
+    let rest = &log[log.find("JSON-RPC server at http://127.0.0.1:")? + "JSON-RPC server at ".len()..];
+    let port_start = "http://127.0.0.1:".len();
+    let digits = rest[port_start..].bytes().take_while(u8::is_ascii_digit).count();
+    let port: u16 = rest[port_start..port_start + digits].parse().ok()?;
+    (port != 0).then(|| format!("http://127.0.0.1:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_url;
+
+    #[test]
+    fn reads_the_port_the_node_bound() {
+        let log = "Started HTTP and WebSocket JSON-RPC server at http://127.0.0.1:40123/\n\nAccounts\n";
+        assert_eq!(server_url(log).as_deref(), Some("http://127.0.0.1:40123"));
+        assert_eq!(server_url("Started HTTP and WebSocket JSON-RPC server at http://127.0.0.1:0/"), None);
+        assert_eq!(server_url("Compiling...\n"), None);
+    }
 }

@@ -59,7 +59,7 @@ impl Default for TrainingRule {
 pub struct WorkerConfig {
     /// Most activities per merkle batch.
     pub batch_size: usize,
-    /// Pause between worker ticks when idle.
+    /// How often a merkle batch is formed from the outbox (a full batch is followed at once by the next).
     pub interval: Duration,
     /// Most recipients per batchMint transaction (bounded by the block gas limit).
     pub max_mints_per_tx: usize,

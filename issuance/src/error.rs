@@ -39,6 +39,9 @@ pub enum Error {
     /// The issuer key is missing or unusable.
     #[error("issuer key: {0}")]
     Keyring(#[source] custody_signer::Error),
+    /// The intake writer task is gone (the process is stopping).
+    #[error("the activity intake is stopping; retry")]
+    IntakeStopped,
     /// A recipient's wallet could not be resolved.
     #[error("recipient wallet: {0}")]
     Wallets(#[source] custody_accounts::Error),

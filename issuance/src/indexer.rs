@@ -57,7 +57,7 @@ impl Indexer {
 
     /// Drops the caches and the cursor: the next steps rebuild them from block 0.
     pub async fn reset(&self) -> Result<(), Error> {
-        let mut tx = self.store.pool.begin().await.map_err(Error::db("begin reset"))?;
+        let (_turn, mut tx) = self.store.begin_write("begin reset").await?;
         for table in ["issuance_indexed_blocks", "token_balance_cache", "badge_index"] {
             sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(Error::db("reset"))?;
         }
@@ -101,7 +101,7 @@ impl Indexer {
             .from_block(from)
             .to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(Error::rpc("eth_getLogs"))?;
-        let mut tx = self.store.pool.begin().await.map_err(Error::db("begin index"))?;
+        let (_turn, mut tx) = self.store.begin_write("begin index").await?;
         // A write first (SQLite write lock at once).
         sqlx::query("INSERT INTO issuance_indexed_blocks (number, hash) VALUES ($1, $2)")
             .bind(to as i64)

@@ -15,6 +15,7 @@
 
 mod config;
 mod error;
+mod failpoint;
 mod indexer;
 mod merkle;
 mod plan;
@@ -49,13 +50,13 @@ const MAX_USER_ID_CHARS: usize = 256;
 #[derive(Clone, Debug)]
 pub struct Issuance {
     store: Store,
-    policy: Policy,
+    policy: std::sync::Arc<Policy>,
 }
 
 impl Issuance {
     /// The mirror on `pool` (migrated here) with the policy `rules`.
     pub async fn open(pool: AnyPool, rules: PolicyConfig) -> Result<Self, Error> {
-        Ok(Self { store: Store::open(pool).await?, policy: Policy::new(rules) })
+        Ok(Self { store: Store::open(pool).await?, policy: std::sync::Arc::new(Policy::new(rules)) })
     }
 
     /// Stores an activity with what it issues and its outbox entry, in one transaction. Idempotent per
@@ -65,7 +66,7 @@ impl Issuance {
             return Err(Error::Invalid("type must be 1 to 64 of [A-Za-z0-9_.-] and not start with '_'"));
         }
         validate(&activity)?;
-        self.store.track(&self.policy, caller, key, &activity, None).await
+        self.store.track(self.intake(caller, key, activity, None)).await
     }
 
     /// Mints `amount` whole PTKN to the user's account, through the same path (idempotent likewise).
@@ -114,7 +115,11 @@ impl Issuance {
             occurred_at: store::now_millis() / 1000,
         };
         validate(&activity)?;
-        self.store.track(&self.policy, caller, key, &activity, Some(award)).await
+        self.store.track(self.intake(caller, key, activity, Some(award))).await
+    }
+
+    fn intake(&self, caller: &str, key: &str, activity: NewActivity, direct: Option<Award>) -> store::Intake {
+        store::Intake { policy: self.policy.clone(), caller: caller.to_owned(), key: key.to_owned(), activity, direct }
     }
 
     /// The activity `id` (`None` if unknown).

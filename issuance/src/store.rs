@@ -1,9 +1,12 @@
 //! Intake and reads over the issuance tables (SQLite or PostgreSQL through sqlx `Any`).
 
+use std::sync::Arc;
+
 use alloy::primitives::keccak256;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{AnyPool, Row, migrate::Migrator};
+use sqlx::{Any, AnyPool, Row, Transaction, migrate::Migrator};
+use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use crate::{
     Error,
@@ -103,13 +106,14 @@ pub struct ActivityView {
 pub(crate) struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) postgres: bool,
+    /// SQLite has one writer at a time: this process's write transactions queue here, in order, rather
+    /// than in SQLite's busy handler, whose growing sleeps (up to 100 ms) made intake's latency tail.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the intake writer's queue (see [`intake_writer`]).
+    intake: Option<mpsc::Sender<Queued>>,
 }
 
-/// Now, Unix milliseconds.
-pub(crate) fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use custody_signer::now_millis;
 
 /// PTKN base units of `whole` tokens (18 decimals), as decimal text.
 pub(crate) fn base_units(whole: u64) -> String {
@@ -127,108 +131,42 @@ impl Store {
             if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        Ok(Self { pool, postgres })
+        let write_gate = (!postgres).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let intake = write_gate.clone().map(|gate| {
+            let (queue, requests) = mpsc::channel(4 * MAX_GROUP);
+            tokio::spawn(intake_writer(pool.clone(), gate, requests));
+            queue
+        });
+        Ok(Self { pool, postgres, write_gate, intake })
     }
 
-    /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction.
-    /// The same `(caller, key)` with the same parameters returns the first activity; with others, a conflict.
-    pub(crate) async fn track(
+    /// Begins a write transaction, on SQLite after waiting its turn at the write gate (the guard
+    /// returned with the transaction; keep it until the commit).
+    pub(crate) async fn begin_write(
         &self,
-        policy: &Policy,
-        caller: &str,
-        key: &str,
-        activity: &NewActivity,
-        direct: Option<Award>,
-    ) -> Result<Tracked, Error> {
-        let request_hash = request_hash(activity, direct.as_ref());
-        let id = format!("0x{}", hex::encode(rand::random::<[u8; 32]>()));
-        let now = now_millis();
-        let mut tx = self.pool.begin().await.map_err(Error::db("begin"))?;
-        // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
-        let inserted = sqlx::query(
-            "INSERT INTO issuance_activities (id, caller, idempotency_key, request_hash, user_id, kind, payload, \
-             occurred_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) \
-             ON CONFLICT (caller, idempotency_key) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(caller)
-        .bind(key)
-        .bind(&request_hash)
-        .bind(&activity.user_id)
-        .bind(&activity.kind)
-        .bind(activity.payload.to_string())
-        .bind(activity.occurred_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("insert activity"))?
-        .rows_affected();
-        if inserted == 0 {
-            let row = sqlx::query(
-                "SELECT id, request_hash FROM issuance_activities WHERE caller = $1 AND idempotency_key = $2",
-            )
-            .bind(caller)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(Error::db("select replay"))?;
-            let stored: String = row.try_get("request_hash").map_err(Error::db("decode replay"))?;
-            if stored != request_hash {
-                return Err(Error::IdempotencyConflict);
-            }
-            return Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode replay"))?, created: false });
-        }
-        let awards = match direct {
-            Some(award) => vec![award],
-            None => {
-                let mut count = 0;
-                if let Some(period) = Policy::counter(&activity.kind, activity.occurred_at) {
-                    let row = sqlx::query(
-                        "INSERT INTO issuance_counters (user_id, period, count) VALUES ($1, $2, 1) \
-                         ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 \
-                         RETURNING count",
-                    )
-                    .bind(&activity.user_id)
-                    .bind(&period)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(Error::db("count"))?;
-                    count =
-                        u64::try_from(row.try_get::<i64, _>("count").map_err(Error::db("decode count"))?).unwrap_or(0);
-                }
-                policy.evaluate(&activity.kind, &activity.payload, activity.occurred_at, count)
-            }
+        what: &'static str,
+    ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>), Error> {
+        let turn = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
         };
-        for award in awards {
-            let (kind, amount, badge, once) = match award {
-                Award::Token(n) => ("token", Some(base_units(n)), None, None),
-                Award::Burn(n) => ("burn", Some(base_units(n)), None, None),
-                Award::Badge(b) => {
-                    let once = keccak256(format!("{}\0{b}", activity.user_id)).to_string();
-                    ("badge", None, Some(b.to_string()), Some(once))
-                }
-                Award::Log => ("log", None, None, None),
-            };
-            sqlx::query(
-                "INSERT INTO issuance_items (activity_id, kind, amount, badge_id, once_key) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (once_key) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(kind)
-            .bind(amount)
-            .bind(badge)
-            .bind(once)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("insert item"))?;
+        Ok((turn, self.pool.begin().await.map_err(Error::db(what))?))
+    }
+
+    /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction
+    /// (on SQLite, the intake writer's). The same `(caller, key)` with the same parameters returns the
+    /// first activity; with others, a conflict.
+    pub(crate) async fn track(&self, request: Intake) -> Result<Tracked, Error> {
+        if let Some(writer) = &self.intake {
+            let (reply, answer) = oneshot::channel();
+            if writer.send((request, reply)).await.is_ok()
+                && let Ok(tracked) = answer.await
+            {
+                return tracked;
+            }
+            return Err(Error::IntakeStopped);
         }
-        sqlx::query("INSERT INTO issuance_outbox (activity_id) VALUES ($1)")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("insert outbox"))?;
-        tx.commit().await.map_err(Error::db("commit activity"))?;
-        Ok(Tracked { id, created: true })
+        insert_alone(&self.pool, &request).await
     }
 
     /// The activity `id` as the API shows it.
@@ -308,6 +246,172 @@ impl Store {
             error: text("error")?,
         }))
     }
+}
+
+/// An activity to store, with the policy that decides what it issues.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) caller: String,
+    pub(crate) key: String,
+    pub(crate) activity: NewActivity,
+    /// A direct award (`/mintToken`, burns) instead of the policy's.
+    pub(crate) direct: Option<Award>,
+}
+
+/// An activity waiting for the SQLite intake writer, with where its answer goes.
+type Queued = (Intake, oneshot::Sender<Result<Tracked, Error>>);
+
+/// Activities the SQLite intake writer commits in one transaction at most.
+const MAX_GROUP: usize = 128;
+
+/// The SQLite intake writer: whatever has queued is stored in one transaction, a savepoint per activity
+/// (so one refused activity does not undo the others), after waiting its turn at the write gate. SQLite
+/// has one writer; one transaction per activity made requests queue in its busy handler.
+async fn intake_writer(pool: AnyPool, gate: Arc<tokio::sync::Mutex<()>>, mut queue: mpsc::Receiver<Queued>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP
+            && let Ok(next) = queue.try_recv()
+        {
+            group.push(next);
+        }
+        let turn = gate.lock().await;
+        match insert_group(&pool, &group).await {
+            Ok(results) => {
+                drop(turn);
+                for ((_, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                // The group's transaction failed as a whole: each activity on its own, for its own answer.
+                tracing::warn!(error = %e, activities = group.len(), "intake group not committed; storing one by one");
+                for (request, reply) in group {
+                    let _ = reply.send(insert_alone(&pool, &request).await);
+                }
+                drop(turn);
+            }
+        }
+    }
+}
+
+/// One activity in its own transaction.
+async fn insert_alone(pool: &AnyPool, request: &Intake) -> Result<Tracked, Error> {
+    let mut tx = pool.begin().await.map_err(Error::db("begin"))?;
+    let tracked = insert(&mut tx, request).await?;
+    tx.commit().await.map_err(Error::db("commit activity"))?;
+    Ok(tracked)
+}
+
+async fn insert_group(pool: &AnyPool, group: &[Queued]) -> Result<Vec<Result<Tracked, Error>>, Error> {
+    let mut tx = pool.begin().await.map_err(Error::db("begin"))?;
+    let mut results = Vec::with_capacity(group.len());
+    for (request, _) in group {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await.map_err(Error::db("savepoint"))?;
+        match insert(&mut savepoint, request).await {
+            Ok(tracked) => {
+                savepoint.commit().await.map_err(Error::db("release savepoint"))?;
+                results.push(Ok(tracked));
+            }
+            Err(e) => {
+                savepoint.rollback().await.map_err(Error::db("rollback savepoint"))?;
+                results.push(Err(e));
+            }
+        }
+    }
+    tx.commit().await.map_err(Error::db("commit activities"))?;
+    Ok(results)
+}
+
+/// Writes one activity (or finds its replay) inside `conn`'s transaction.
+async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, Error> {
+    let conn = &mut **conn;
+    let request_hash = request_hash(&r.activity, r.direct.as_ref());
+    let id = format!("0x{}", hex::encode(rand::random::<[u8; 32]>()));
+    let now = now_millis();
+    // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
+    let inserted = sqlx::query(
+        "INSERT INTO issuance_activities (id, caller, idempotency_key, request_hash, user_id, kind, payload, \
+         occurred_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) \
+         ON CONFLICT (caller, idempotency_key) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&r.caller)
+    .bind(&r.key)
+    .bind(&request_hash)
+    .bind(&r.activity.user_id)
+    .bind(&r.activity.kind)
+    .bind(r.activity.payload.to_string())
+    .bind(r.activity.occurred_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(Error::db("insert activity"))?
+    .rows_affected();
+    if inserted == 0 {
+        let row =
+            sqlx::query("SELECT id, request_hash FROM issuance_activities WHERE caller = $1 AND idempotency_key = $2")
+                .bind(&r.caller)
+                .bind(&r.key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(Error::db("select replay"))?;
+        let stored: String = row.try_get("request_hash").map_err(Error::db("decode replay"))?;
+        if stored != request_hash {
+            return Err(Error::IdempotencyConflict);
+        }
+        return Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode replay"))?, created: false });
+    }
+    let awards = match &r.direct {
+        Some(award) => vec![award.clone()],
+        None => {
+            let mut count = 0;
+            if let Some(period) = Policy::counter(&r.activity.kind, r.activity.occurred_at) {
+                let row = sqlx::query(
+                    "INSERT INTO issuance_counters (user_id, period, count) VALUES ($1, $2, 1) \
+                     ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 \
+                     RETURNING count",
+                )
+                .bind(&r.activity.user_id)
+                .bind(&period)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(Error::db("count"))?;
+                count = u64::try_from(row.try_get::<i64, _>("count").map_err(Error::db("decode count"))?).unwrap_or(0);
+            }
+            r.policy.evaluate(&r.activity.kind, &r.activity.payload, r.activity.occurred_at, count)
+        }
+    };
+    for award in awards {
+        let (kind, amount, badge, once) = match award {
+            Award::Token(n) => ("token", Some(base_units(n)), None, None),
+            Award::Burn(n) => ("burn", Some(base_units(n)), None, None),
+            Award::Badge(b) => {
+                let once = keccak256(format!("{}\0{b}", r.activity.user_id)).to_string();
+                ("badge", None, Some(b.to_string()), Some(once))
+            }
+            Award::Log => ("log", None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO issuance_items (activity_id, kind, amount, badge_id, once_key) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (once_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(kind)
+        .bind(amount)
+        .bind(badge)
+        .bind(once)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db("insert item"))?;
+    }
+    sqlx::query("INSERT INTO issuance_outbox (activity_id) VALUES ($1)")
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db("insert outbox"))?;
+    Ok(Tracked { id, created: true })
 }
 
 /// The fingerprint of an intake call's parameters.

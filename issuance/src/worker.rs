@@ -9,7 +9,7 @@
 //! writer), and signing is serialised by the sender's nonce row.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{HashMap, HashSet},
     future::Future,
     time::Duration,
 };
@@ -24,6 +24,7 @@ use alloy::{
 };
 use custody_accounts::Wallets;
 use custody_signer::EthSigner;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
@@ -31,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     Error, Issuance,
     config::WorkerConfig,
+    failpoint,
     merkle::{MerkleTree, activity_leaf},
     plan::{self, IssuanceContracts, Item, What},
     store::{Store, now_millis},
@@ -38,6 +40,10 @@ use crate::{
 
 /// A submitted transaction without a receipt is re-sent (same bytes) after this long.
 const RESEND_AFTER: Duration = Duration::from_secs(10);
+/// Wallets created at once for users a batch meets for the first time.
+const WALLET_CONCURRENCY: usize = 4;
+/// How often [`Worker::run`] looks for receipts and signs and sends planned calls.
+const POLL: Duration = Duration::from_millis(100);
 /// Gas limit when estimation fails (the call is expected to revert; its receipt decides).
 const FALLBACK_GAS: u64 = 5_000_000;
 
@@ -118,13 +124,23 @@ impl Worker {
         }
     }
 
-    /// Runs [`Self::tick`] until `shutdown` completes, pausing when idle or when the chain is unreachable.
+    /// Runs the steps until `shutdown` completes: a batch at most every `interval` (at once again after a
+    /// full one), signing, sending and receipts every 100 ms; pauses when the chain is unreachable.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut next_batch = tokio::time::Instant::now();
         loop {
-            let pause = match self.tick().await {
-                Ok(progress) if progress.any() => Duration::ZERO,
-                Ok(_) => self.config.interval,
+            let due = tokio::time::Instant::now() >= next_batch;
+            let pause = match self.step(due).await {
+                Ok(progress) => {
+                    if due {
+                        let full = progress.batched >= self.config.batch_size.max(1);
+                        next_batch =
+                            tokio::time::Instant::now() + if full { Duration::ZERO } else { self.config.interval };
+                    }
+                    let busy = progress.signed + progress.submitted + progress.mined > 0;
+                    if busy { Duration::ZERO } else { POLL.min(next_batch - tokio::time::Instant::now()) }
+                }
                 Err(e) => {
                     warn!(error = %e, "mirror worker tick failed; retrying");
                     self.config.interval.max(Duration::from_secs(1))
@@ -139,7 +155,12 @@ impl Worker {
 
     /// One pass of every step: batch, sign, submit, confirm.
     pub async fn tick(&self) -> Result<Progress, Error> {
-        let batched = self.batch().await?;
+        self.step(true).await
+    }
+
+    /// Batches (if `batch`), then signs, submits and follows receipts.
+    async fn step(&self, batch: bool) -> Result<Progress, Error> {
+        let batched = if batch { self.batch().await? } else { 0 };
         let signed = self.sign().await?;
         let submitted = self.submit().await?;
         let mined = self.confirm().await?;
@@ -151,7 +172,7 @@ impl Worker {
     pub async fn batch(&self) -> Result<usize, Error> {
         let pool = &self.store.pool;
         let rows = sqlx::query(
-            "SELECT a.user_id FROM issuance_outbox o JOIN issuance_activities a ON a.id = o.activity_id \
+            "SELECT o.seq, a.user_id FROM issuance_outbox o JOIN issuance_activities a ON a.id = o.activity_id \
              ORDER BY o.seq LIMIT $1",
         )
         .bind(self.limit())
@@ -161,26 +182,38 @@ impl Worker {
         if rows.is_empty() {
             return Ok(0);
         }
-        // Recipients first, outside the claiming transaction (wallet creation writes to the database).
-        let mut recipients: HashMap<String, Address> = HashMap::new();
+        failpoint::hit("stored").await;
+        // Recipients first, outside the claiming transaction (wallet creation writes to the database);
+        // then only the entries peeked here are claimed, so every claimed activity has its recipient.
+        let mut peeked = Vec::with_capacity(rows.len());
+        let mut users = HashSet::new();
         for row in rows {
-            let user: String = row.try_get("user_id").map_err(Error::db("decode outbox"))?;
-            if let Entry::Vacant(slot) = recipients.entry(user) {
-                let (wallet, _) = self.wallets.create(slot.key()).await.map_err(Error::Wallets)?;
-                slot.insert(wallet.address);
-            }
+            peeked.push(row.try_get::<i64, _>("seq").map_err(Error::db("decode outbox"))?);
+            users.insert(row.try_get::<String, _>("user_id").map_err(Error::db("decode outbox"))?);
         }
+        // A user's first activity creates their wallet (an HSM key): a few at once.
+        let recipients: HashMap<String, Address> = futures::stream::iter(users)
+            .map(|user| async move {
+                let (wallet, _) = self.wallets.create(&user).await.map_err(Error::Wallets)?;
+                Ok::<_, Error>((user, wallet.address))
+            })
+            .buffer_unordered(WALLET_CONCURRENCY)
+            .try_collect()
+            .await?;
 
-        let mut tx = pool.begin().await.map_err(Error::db("begin batch"))?;
+        let (_turn, mut tx) = self.store.begin_write("begin batch").await?;
         let skip_locked = if self.store.postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let claimed = sqlx::query(&format!(
+        let seqs = (1..=peeked.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
             "DELETE FROM issuance_outbox WHERE seq IN \
-             (SELECT seq FROM issuance_outbox ORDER BY seq LIMIT $1{skip_locked}) RETURNING activity_id"
-        ))
-        .bind(self.limit())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::db("claim outbox"))?;
+             (SELECT seq FROM issuance_outbox WHERE seq IN ({seqs}){skip_locked}) RETURNING activity_id"
+        );
+        let claimed = peeked
+            .iter()
+            .fold(sqlx::query(&sql), |q, seq| q.bind(*seq))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::db("claim outbox"))?;
         let ids: Vec<String> = claimed
             .iter()
             .map(|r| r.try_get("activity_id"))
@@ -287,6 +320,7 @@ impl Worker {
             .map_err(Error::db("mark batched"))?;
         }
         tx.commit().await.map_err(Error::db("commit batch"))?;
+        failpoint::hit("batched").await;
         info!(batch_id, leaves = leaves.len(), calls = calls.len(), "batch planned");
         Ok(leaves.len())
     }
@@ -324,7 +358,7 @@ impl Worker {
             let gas_price = self.provider.get_gas_price().await.map_err(Error::rpc("eth_gasPrice"))?;
             self.ensure_nonce(from).await?;
 
-            let mut db = pool.begin().await.map_err(Error::db("begin sign"))?;
+            let (_turn, mut db) = self.store.begin_write("begin sign").await?;
             let next: i64 = sqlx::query(
                 "UPDATE issuance_nonces SET next_nonce = next_nonce + 1 WHERE sender = $1 RETURNING next_nonce",
             )
@@ -366,6 +400,7 @@ impl Worker {
                 continue; // another worker signed it first; the nonce is given back by the rollback
             }
             db.commit().await.map_err(Error::db("commit signed"))?;
+            failpoint::hit("signed").await;
             debug!(tx = %id, %hash, nonce, "signed");
             signed += 1;
         }
@@ -384,6 +419,7 @@ impl Worker {
         for row in rows {
             let signed = Signed::from_row(&row)?;
             if self.send(&signed).await? {
+                failpoint::hit("submitted").await;
                 self.mark_submitted(&signed).await?;
                 submitted += 1;
             }
@@ -415,7 +451,7 @@ impl Worker {
 
     async fn mark_submitted(&self, signed: &Signed) -> Result<(), Error> {
         let now = now_millis();
-        let mut tx = self.store.pool.begin().await.map_err(Error::db("begin submitted"))?;
+        let (_turn, mut tx) = self.store.begin_write("begin submitted").await?;
         sqlx::query(
             "UPDATE issuance_txs SET status = 'submitted', updated_at = $1 WHERE id = $2 AND status = 'signed'",
         )
@@ -446,7 +482,6 @@ impl Worker {
         .await
         .map_err(Error::db("select submitted"))?;
         let mut mined = 0;
-        let mut batches = Vec::new();
         for row in rows {
             let signed = Signed::from_row(&row)?;
             let attempts: i64 = row.try_get("attempts").map_err(Error::db("decode submitted"))?;
@@ -468,6 +503,7 @@ impl Worker {
                 }
                 continue;
             };
+            failpoint::hit("mined").await;
             let block = receipt.block_number.map(|b| b as i64);
             let (status, error) = if receipt.status() {
                 ("mined", None)
@@ -494,14 +530,29 @@ impl Worker {
             .await
             .map_err(Error::db("record receipt"))?;
             mined += 1;
-            if !batches.contains(&signed.batch_id) {
-                batches.push(signed.batch_id);
-            }
         }
-        for batch in batches {
+        // Every batch with all its receipts in: those just recorded, and any a worker recorded before it
+        // died (or failed) without settling it.
+        for batch in self.unsettled().await? {
+            failpoint::hit("recorded").await;
             self.settle(&batch).await?;
         }
         Ok(mined)
+    }
+
+    /// Pending batches with no transaction left in flight (every receipt recorded, the batch not settled).
+    async fn unsettled(&self) -> Result<Vec<String>, Error> {
+        sqlx::query(
+            "SELECT b.id FROM issuance_batches b WHERE b.status = 'pending' AND NOT EXISTS \
+             (SELECT 1 FROM issuance_txs t WHERE t.batch_id = b.id AND t.status NOT IN ('mined', 'failed'))",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::db("unsettled batches"))?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()
+        .map_err(Error::db("decode unsettled"))
     }
 
     /// Confirms (or fails) a batch's activities once all its calls are mined (or one has failed for good).
@@ -523,7 +574,7 @@ impl Worker {
             return Ok(());
         };
         let now = now_millis();
-        let mut tx = self.store.pool.begin().await.map_err(Error::db("begin settle"))?;
+        let (_turn, mut tx) = self.store.begin_write("begin settle").await?;
         sqlx::query("UPDATE issuance_batches SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(outcome.0)
             .bind(now)

@@ -177,10 +177,7 @@ impl Audit {
     }
 }
 
-pub(crate) fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use custody_signer::now_millis;
 
 /// Takes whatever has queued up (at most [`MAX_BATCH`]) and commits it in one transaction.
 async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {

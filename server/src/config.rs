@@ -39,7 +39,7 @@ pub(crate) struct IssuanceSection {
     pub(crate) worker: bool,
     /// Most activities per merkle batch.
     pub(crate) batch_size: usize,
-    /// Milliseconds between worker passes when idle.
+    /// Milliseconds between merkle batches (a full batch is followed at once by the next).
     pub(crate) batch_interval_ms: u64,
     /// Most recipients per batchMint transaction.
     pub(crate) max_mints_per_tx: usize,

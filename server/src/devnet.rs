@@ -60,36 +60,9 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     let db_url = format!("sqlite://{}", args.dir.join("custody.db").display());
     let hsm = Hsm::connect(Pkcs11Config::new(softhsm.module(), softhsm.label(), softhsm.user_pin().clone())).await?;
     let keyring = Keyring::open(Backend::Pkcs11(hsm), KeyStore::connect(&db_url).await?).await?;
-    let mut keys = serde_json::Map::new();
-    for name in INFRA_KEYS {
-        let record = match keyring.store().active(KeyClass::Infra, name).await? {
-            Some(record) => record,
-            None => keyring.create_infra(name).await?,
-        };
-        keys.insert(name.to_owned(), json!(record.address()));
-    }
-
     let block_time = (args.block_time > 0).then(|| Duration::from_secs(args.block_time));
-    let chain = LocalChain::start_with(LocalChainConfig { chain_id: args.chain_id, block_time, ..Default::default() })
-        .await
-        .context("starting the local chain")?;
-    // Gas price is 0 on the production chain; fund the keys anyway, since
-    // wallets' fee estimates on a dev node may ask for a wei.
-    for address in keys.values().filter_map(|a| a.as_str()?.parse().ok()) {
-        chain.set_balance(address, alloy::primitives::U256::from(10u128.pow(21))).await?;
-    }
-    let role = |name: &'static str| keyring.signer(KeyClass::Infra, name);
-    let admin = role("admin").await?;
-    let deploy = DeployConfig {
-        admin: admin.address(),
-        issuer: role("issuer").await?.address(),
-        anchorer: role("anchor").await?.address(),
-        paymaster_signers: vec![role("paymaster").await?.address()],
-        ..DeployConfig::single_operator(admin.address())
-    };
-    // The HSM admin key sends the deployment transactions (gas price 0).
-    let provider = chain.provider_with(EthereumWallet::from(admin));
-    let deployment = custody_contracts::deploy::deploy(&provider, &deploy).await.context("deploying the contracts")?;
+    let chain_config = LocalChainConfig { chain_id: args.chain_id, block_time, ..Default::default() };
+    let (chain, deployment, keys) = provision(&keyring, chain_config).await?;
 
     let deployment_file = args.dir.join("deployment.json");
     std::fs::write(&deployment_file, serde_json::to_string_pretty(&deployment)?)?;
@@ -162,6 +135,41 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     }
     drop(chain);
     Ok(())
+}
+
+/// The infrastructure keys (created on first use), a local chain with `chain_config` and the contracts
+/// deployed by the HSM admin key, with the roles on the HSM keys. Returns the keys' addresses by name.
+pub(crate) async fn provision(
+    keyring: &Keyring,
+    chain_config: LocalChainConfig,
+) -> anyhow::Result<(LocalChain, custody_contracts::Deployment, serde_json::Map<String, serde_json::Value>)> {
+    let mut keys = serde_json::Map::new();
+    for name in INFRA_KEYS {
+        let record = match keyring.store().active(KeyClass::Infra, name).await? {
+            Some(record) => record,
+            None => keyring.create_infra(name).await?,
+        };
+        keys.insert(name.to_owned(), json!(record.address()));
+    }
+    let chain = LocalChain::start_with(chain_config).await.context("starting the local chain")?;
+    // Gas price is 0 on the production chain; fund the keys anyway, since
+    // wallets' fee estimates on a dev node may ask for a wei.
+    for address in keys.values().filter_map(|a| a.as_str()?.parse().ok()) {
+        chain.set_balance(address, alloy::primitives::U256::from(10u128.pow(21))).await?;
+    }
+    let role = |name: &'static str| keyring.signer(KeyClass::Infra, name);
+    let admin = role("admin").await?;
+    let deploy = DeployConfig {
+        admin: admin.address(),
+        issuer: role("issuer").await?.address(),
+        anchorer: role("anchor").await?.address(),
+        paymaster_signers: vec![role("paymaster").await?.address()],
+        ..DeployConfig::single_operator(admin.address())
+    };
+    // The HSM admin key sends the deployment transactions (gas price 0).
+    let provider = chain.provider_with(EthereumWallet::from(admin));
+    let deployment = custody_contracts::deploy::deploy(&provider, &deploy).await.context("deploying the contracts")?;
+    Ok((chain, deployment, keys))
 }
 
 /// The API configuration of the devnet (and of `custody bench`): this token, database and

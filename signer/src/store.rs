@@ -353,8 +353,8 @@ pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
     Ok(options.connect(&url).await?)
 }
 
-/// Now, in Unix milliseconds.
-pub(crate) fn now_millis() -> i64 {
+/// Now, in Unix milliseconds (the timestamps every table of the service stores).
+pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

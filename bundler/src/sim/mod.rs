@@ -192,6 +192,7 @@ impl Simulator {
         let parties = Self::parties(op, version);
         let (block, run, tracer) =
             self.run(version, data, StateOverride::default(), traced.then(|| Tracer::new(parties))).await?;
+        covers_base_fee(op, &block)?;
         let result = match &run.result {
             ExecutionResult::Success { output, .. } => simulateValidationCall::abi_decode_returns(output.data())
                 .map_err(|e| internal(format!("undecodable ValidationResult: {e}")))?,
@@ -315,16 +316,7 @@ impl Simulator {
             Entity::Aggregator => false,
         };
         let trusted = |entity: Entity| self.is_trusted(&parties, entity);
-        if parties.paymaster.is_some()
-            && !r.returnInfo.paymasterContext.is_empty()
-            && !stake_of(Entity::Paymaster)
-            && !trusted(Entity::Paymaster)
-        {
-            return Err(ValidationError::new(
-                RpcErrorCode::StakeTooLow,
-                "an unstaked paymaster may not return a context (ERC-7562 EREP-050)",
-            ));
-        }
+        // No stake is asked of a paymaster returning a context: ERC-7562 removed EREP-050 (a v0.6 rule).
         let has_code = |address: Address| {
             sim.run.state.get(&address).is_some_and(|a| a.info.code_hash != revm::primitives::KECCAK_EMPTY)
         };
@@ -413,4 +405,19 @@ impl Validate for Simulator {
             })
             .collect())
     }
+}
+
+/// ERC-4337: an operation's maxFeePerGas must at least cover the base fee of the block it is validated at
+/// (always true on a zero-fee chain).
+fn covers_base_fee(op: &PackedUserOperation, block: &BlockInfo) -> Result<(), ValidationError> {
+    let (_, max_fee) = custody_contracts::userop::unpack_u128s(op.gasFees);
+    let base_fee = u128::from(block.base_fee);
+    if max_fee >= base_fee {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        RpcErrorCode::InvalidParams,
+        format!("maxFeePerGas {max_fee} is below the current base fee {base_fee}: raise it to at least the base fee"),
+    )
+    .with_data(serde_json::json!({ "maxFeePerGas": max_fee.to_string(), "baseFee": base_fee.to_string() })))
 }

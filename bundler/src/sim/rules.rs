@@ -77,6 +77,9 @@ pub(crate) fn check(tracer: &Tracer, facts: &EntityFacts<'_>) -> Result<Vec<Addr
     Ok(accessed.into_iter().collect())
 }
 
+/// Allows an access if any rule does: STO-021/022 (the sender's associated storage), or for a staked
+/// entity STO-031 (its own storage), STO-032 (storage associated with it) and STO-033 (reading any
+/// other storage). A refusal names the rule that would have allowed it.
 fn storage_rule(
     access: &StorageAccess,
     facts: &EntityFacts<'_>,
@@ -94,28 +97,23 @@ fn storage_rule(
     if Some(access.address) == own {
         return if staked { Ok(()) } else { fail("STO-031", RpcErrorCode::StakeTooLow, "own storage needs stake") };
     }
-    if associated(facts.parties.sender, access.slot) {
-        if facts.sender_exists || factory_staked {
-            return Ok(());
-        }
+    let sender_associated = associated(facts.parties.sender, access.slot);
+    if sender_associated && (facts.sender_exists || factory_staked) {
+        return Ok(());
+    }
+    let entity_associated = own.is_some_and(|own| associated(own, access.slot));
+    if staked && (entity_associated || !access.write) {
+        return Ok(());
+    }
+    if sender_associated {
         return fail(
             "STO-022",
             RpcErrorCode::StakeTooLow,
             "storage associated with a sender being deployed needs a staked factory",
         );
     }
-    if let Some(own) = own
-        && own != facts.parties.sender
-        && associated(own, access.slot)
-    {
-        return if staked {
-            Ok(())
-        } else {
-            fail("STO-032", RpcErrorCode::StakeTooLow, "associated storage needs stake")
-        };
-    }
-    if !access.write && staked {
-        return Ok(()); // STO-033
+    if entity_associated {
+        return fail("STO-032", RpcErrorCode::StakeTooLow, "associated storage needs stake");
     }
     let code = if access.write { RpcErrorCode::BannedOpcode } else { RpcErrorCode::StakeTooLow };
     fail("STO-033", code, "not associated with the sender or the entity")

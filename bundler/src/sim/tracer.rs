@@ -72,6 +72,7 @@ pub(crate) struct Tracer {
     pub(crate) violations: Vec<Violation>,
     /// BALANCE / SELFBALANCE uses (allowed to staked entities only, OP-080).
     pub(crate) balance_uses: Vec<Entity>,
+    /// SLOAD/SSTORE and TLOAD/TSTORE (OP-070) accesses.
     pub(crate) storage: Vec<StorageAccess>,
     /// keccak256 results whose preimage starts with a padded address: (address, hash).
     pub(crate) keccak: Vec<(Address, U256)>,
@@ -249,9 +250,10 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
                 }
                 self.create2_seen = true;
             }
-            opcode::SLOAD | opcode::SSTORE => {
+            // OP-070: transient storage is held to the same rules as storage.
+            opcode::SLOAD | opcode::SSTORE | opcode::TLOAD | opcode::TSTORE => {
                 if let Some(slot) = stack_top(&interp.stack, 0) {
-                    let write = op == opcode::SSTORE;
+                    let write = matches!(op, opcode::SSTORE | opcode::TSTORE);
                     self.storage.push(StorageAccess { entity, address: here, slot, write });
                 }
             }

@@ -3,7 +3,8 @@ pragma solidity 0.8.30;
 
 // ERC-7562 rule-test contracts for the bundler's simulator (bundler/tests/sim). Each account breaks
 // exactly one rule in validateUserOp; the helper address, when one is needed, is abi-encoded in the
-// UserOperation's signature. None of this is deployed anywhere but the local test chain.
+// UserOperation's signature. Accounts, RuleFactory and RulePaymaster can stake on an EntryPoint, for the
+// rules that staked entities are exempt from. None of this is deployed anywhere but the local test chain.
 
 struct PackedUserOperation {
     address sender;
@@ -21,6 +22,17 @@ interface INonces {
     function getNonce(address sender, uint192 key) external view returns (uint256);
 }
 
+interface IStakeManager {
+    function addStake(uint32 unstakeDelaySec) external payable;
+}
+
+/// An entity that stakes on an EntryPoint itself (a stake belongs to the caller of addStake).
+abstract contract Stakeable {
+    function addStake(IStakeManager entryPoint, uint32 unstakeDelaySec) external payable {
+        entryPoint.addStake{value: msg.value}(unstakeDelaySec);
+    }
+}
+
 /// A target with an associated mapping, an unassociated slot and a gas burner.
 contract RuleStore {
     mapping(address => uint256) public balances;
@@ -31,13 +43,18 @@ contract RuleStore {
         total += v;
     }
 
+    /// Writes only the slot associated with `a`.
+    function put(address a, uint256 v) external {
+        balances[a] = v;
+    }
+
     function burn() external pure {
         while (true) {}
     }
 }
 
 /// Base: validateUserOp runs `_probe(helper)` and returns `_validationData()`.
-abstract contract RuleAccount {
+abstract contract RuleAccount is Stakeable {
     function validateUserOp(PackedUserOperation calldata op, bytes32, uint256) external returns (uint256) {
         address helper = op.signature.length >= 32 ? abi.decode(op.signature, (address)) : address(0);
         _probe(helper);
@@ -152,6 +169,66 @@ contract TimestampPaymaster {
     {
         require(block.timestamp != 0, "never");
         return ("", 0);
+    }
+
+    function postOp(uint8, bytes calldata, uint256, uint256) external {}
+}
+
+/// A factory deploying a ValidAccount (with `associated`, an AssociatedStorageAccount) by CREATE2 at `salt`;
+/// with `count` it also writes its own storage (STO-031).
+contract RuleFactory is Stakeable {
+    uint256 public created;
+
+    function createAccount(bytes32 salt, bool associated, bool count) external returns (address) {
+        if (count) created += 1;
+        if (associated) return address(new AssociatedStorageAccount{salt: salt}());
+        return address(new ValidAccount{salt: salt}());
+    }
+}
+
+/// A paymaster whose validation runs the probe named in its paymaster data, abi.encode(Probe, helper).
+contract RulePaymaster is Stakeable {
+    enum Probe {
+        None,
+        OwnStorage, // STO-031
+        OwnTransientStorage, // OP-070, as STO-031
+        Balance, // OP-080
+        Context, // a non-empty context (EREP-050, removed from ERC-7562)
+        ReadExternal, // STO-033, read
+        WriteExternal, // STO-033, write: refused even when staked
+        WriteOwnAssociated, // STO-032
+        ReadSenderAssociated // STO-021/022, or STO-033 when staked
+    }
+
+    uint256 public validations;
+
+    function validatePaymasterUserOp(PackedUserOperation calldata op, bytes32, uint256)
+        external
+        returns (bytes memory context, uint256 validationData)
+    {
+        (Probe probe, address helper) = abi.decode(op.paymasterAndData[52:], (Probe, address));
+        if (probe == Probe.OwnStorage) {
+            validations += 1;
+        } else if (probe == Probe.OwnTransientStorage) {
+            uint256 t;
+            assembly {
+                t := tload(0)
+            }
+            require(t != 1, "never");
+        } else if (probe == Probe.Balance) {
+            require(address(this).balance != 1, "never");
+        } else if (probe == Probe.Context) {
+            context = abi.encode(op.sender);
+        } else if (probe == Probe.ReadExternal) {
+            require(RuleStore(helper).total() != type(uint256).max, "never");
+        } else if (probe == Probe.WriteExternal) {
+            RuleStore(helper).set(address(1), 1);
+        } else if (probe == Probe.WriteOwnAssociated) {
+            RuleStore(helper).put(address(this), 1);
+        } else if (probe == Probe.ReadSenderAssociated) {
+            require(RuleStore(helper).balances(op.sender) != type(uint256).max, "never");
+        }
+        return (context, 0);
     }
 
     function postOp(uint8, bytes calldata, uint256, uint256) external {}

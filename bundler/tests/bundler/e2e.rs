@@ -11,7 +11,7 @@ use custody_contracts::{EntryPointVersion, UserOperation, account};
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{Env, env, ok, random_address, send, wait_receipt};
+use super::setup::{Builder, Env, env, ok, random_address, send, wait_receipt};
 
 /// Deploys the SimpleAccountFactory of `version`; returns it and the counterfactual account of the
 /// owner key with its createAccount calldata.
@@ -40,10 +40,7 @@ async fn simple_account(env: &Env, version: EntryPointVersion) -> (Address, Addr
 async fn send_to_receipt_for_both_entry_points_and_account_kinds() {
     let env = env(Engine::Sqlite).await;
     let bundler = env.bundler(BundlingMode::Auto).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(bundler.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let builder = Builder::start(&bundler);
 
     for version in EntryPointVersion::ALL {
         // A Peruri account deployed by its first operation, owned by an HSM user key.
@@ -95,6 +92,5 @@ async fn send_to_receipt_for_both_entry_points_and_account_kinds() {
         assert_eq!(receipt["success"], json!(true), "{version} SimpleAccount: {receipt}");
         assert_eq!(env.provider.get_balance(recipient).await.expect("balance"), U256::from(2));
     }
-    let _ = stop.send(());
-    runner.await.expect("joins").expect("bundler stops cleanly");
+    builder.stop().await;
 }

@@ -12,7 +12,7 @@ use custody_signer::KeyClass;
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{env, random_address, send, wait_receipt};
+use super::setup::{Builder, env, random_address, send, wait_receipt};
 
 #[tokio::test]
 async fn two_hsm_keys_share_the_mempool() {
@@ -44,10 +44,7 @@ async fn two_hsm_keys_share_the_mempool() {
         op.signature = Bytes::from(signature.as_bytes().to_vec());
         hashes.push(send(&bundler, version, &op).await);
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(bundler.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let builder = Builder::start(&bundler);
     let mut senders = HashSet::new();
     let mut txs = HashSet::new();
     for hash in hashes {
@@ -58,6 +55,5 @@ async fn two_hsm_keys_share_the_mempool() {
     }
     assert_eq!(txs.len(), 6, "one operation per bundle");
     assert_eq!(senders, keys, "both keys sent bundles");
-    let _ = stop.send(());
-    runner.await.expect("joins").expect("stops");
+    builder.stop().await;
 }

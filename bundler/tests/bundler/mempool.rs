@@ -1,15 +1,17 @@
 //! The mempool against the real chain: replacement, per-sender limits, restart, failing operations
-//! inside a bundle, SQLite and PostgreSQL.
+//! inside a bundle, prefunds on a chain that charges fees, SQLite and PostgreSQL.
 
 use alloy::primitives::{Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
 use custody_bundler::BundlingMode;
 use custody_bundler::validation::RpcErrorCode;
-use custody_contracts::{EntryPointVersion, account};
+use custody_contracts::{EntryPointVersion, IEntryPoint, UserOperation, account};
 use custody_signer::KeyClass;
 use custody_signer::test_utils::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::setup::{env, err, ok, random_address, send, wait_receipt};
+use super::setup::{env, err, ok, paid_env, random_address, send, wait_receipt};
 
 const V: EntryPointVersion = EntryPointVersion::V08;
 
@@ -144,4 +146,50 @@ async fn a_failing_operation_is_dropped_with_its_reason_and_the_rest_is_bundled(
     assert_eq!(failed["status"], "failed");
     assert!(failed["reason"].as_str().is_some_and(|r| r.starts_with("AA")), "{failed}");
     assert!(ok(&bundler, "eth_getUserOperationReceipt", json!([a_hash])).await.is_null());
+}
+
+#[tokio::test]
+async fn on_a_paid_chain_the_account_pays_the_bundler_for_its_operation() {
+    let env = paid_env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let recipient = random_address();
+    let op = env.priced_op(V, account::execute(recipient, U256::from(1), Bytes::new())).await;
+    let op = env.sign(V, op, &env.owner).await;
+
+    // Fees below the chain's base fee: refused before anything else, naming the base fee.
+    let cheap = UserOperation { max_fee_per_gas: U256::from(1), max_priority_fee_per_gas: U256::from(1), ..op.clone() };
+    let cheap = env.sign(V, cheap, &env.owner).await;
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([cheap, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::InvalidParams.code(), "{message}");
+    assert!(message.contains("below the current base fee"), "{message}");
+
+    // Nothing to pay the prefund with: refused.
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([op, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::EntryPointRejected.code(), "{message}");
+    assert!(message.contains("AA21"), "{message}");
+
+    // Funded by a transfer (a new block: the simulator reads state per block).
+    let funds = U256::from(10u64.pow(18));
+    let transfer = TransactionRequest::default().to(op.sender).value(funds);
+    let funded = env.provider.send_transaction(transfer).await.expect("sent").get_receipt().await.expect("mined");
+    assert!(funded.status());
+    let hash = send(&bundler, V, &op).await;
+    let bundler_before = env.provider.get_balance(env.bundler_key.address()).await.expect("balance");
+    ok(&bundler, "debug_bundler_sendBundleNow", json!([])).await;
+    let receipt = wait_receipt(&bundler, hash).await;
+    assert_eq!(receipt["success"], json!(true), "{receipt}");
+    let number = |v: &Value| -> U256 { serde_json::from_value(v.clone()).expect("a hex number") };
+    let cost = number(&receipt["actualGasCost"]);
+    assert!(cost > U256::ZERO, "the operation cost something");
+
+    // The account paid the gas cost (its prefund, less the refund left on its EntryPoint deposit) and 1 wei.
+    let balance = env.provider.get_balance(op.sender).await.expect("balance");
+    let deposit =
+        IEntryPoint::new(V.address(), env.provider.clone()).balanceOf(op.sender).call().await.expect("deposit");
+    assert_eq!(balance + deposit, funds - cost - U256::from(1));
+    // The bundler, its beneficiary, paid the transaction's fee and was paid the operation's cost.
+    let fee = number(&receipt["receipt"]["gasUsed"]) * number(&receipt["receipt"]["effectiveGasPrice"]);
+    assert!(fee > U256::ZERO, "the bundle transaction paid a fee");
+    let bundler_after = env.provider.get_balance(env.bundler_key.address()).await.expect("balance");
+    assert_eq!(bundler_after, bundler_before - fee + cost);
 }

@@ -33,6 +33,15 @@ pub(crate) async fn env(engine: Engine) -> Env {
     env_with(engine, LocalChainConfig::default()).await
 }
 
+/// Base fee of the paid chain's first block: 1 gwei (EIP-1559 lowers it while blocks stay under target).
+const PAID_BASE_FEE: u64 = 1_000_000_000;
+
+/// [`env`] on a chain that charges fees (a non-zero base fee), unlike the production chain: the paid path
+/// of the builder (fee estimates, bumps, cancels) and prefunds that cost something.
+pub(crate) async fn paid_env(engine: Engine) -> Env {
+    env_with(engine, LocalChainConfig { initial_base_fee: PAID_BASE_FEE, ..Default::default() }).await
+}
+
 /// [`env`] on a chain configured by `config` (e.g. 2 s blocks for the load generator).
 pub(crate) async fn env_with(engine: Engine, config: LocalChainConfig) -> Env {
     let chain =
@@ -125,6 +134,18 @@ impl Env {
         }
     }
 
+    /// [`Env::peruri_op`] priced at the node's current fee estimate (for a paid chain).
+    pub(crate) async fn priced_op(&self, version: EntryPointVersion, call_data: Bytes) -> UserOperation {
+        let op = self.peruri_op(version, self.owner.address(), 0, call_data).await;
+        let fees = self.provider.estimate_eip1559_fees().await.expect("fee estimate");
+        assert!(fees.max_fee_per_gas > 0, "the chain charges fees");
+        UserOperation {
+            max_fee_per_gas: U256::from(fees.max_fee_per_gas),
+            max_priority_fee_per_gas: U256::from(fees.max_priority_fee_per_gas),
+            ..op
+        }
+    }
+
     /// Signs `op` with `signer` (HSM) for `version`.
     pub(crate) async fn sign(
         &self,
@@ -153,6 +174,28 @@ impl Env {
             .await
             .expect("receipt");
         assert!(receipt.status());
+    }
+}
+
+/// A bundler's builder tasks ([`Bundler::run`]) running in the background until [`Builder::stop`].
+pub(crate) struct Builder {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), custody_bundler::BundlerError>>,
+}
+
+impl Builder {
+    pub(crate) fn start(bundler: &Arc<Bundler>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bundler.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops the builders and waits for them to finish.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joins").expect("stops");
     }
 }
 

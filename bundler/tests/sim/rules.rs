@@ -24,7 +24,8 @@ async fn helper(env: &Env, helper: Helper) -> Address {
     }
 }
 
-fn assert_rule(e: &ValidationError, code: RpcErrorCode, rule: &str, context: &str) {
+/// Asserts `e` is a refusal under ERC-7562 `rule` with `code`, naming the rule.
+pub(crate) fn assert_rule(e: &ValidationError, code: RpcErrorCode, rule: &str, context: &str) {
     assert_eq!(e.code, code, "{context}: {e}");
     let data = e.data.as_ref().expect("rule errors carry data");
     assert_eq!(data["rule"], rule, "{context}: {e}");

@@ -12,6 +12,8 @@ use custody_contracts::{
     DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
 };
 
+use crate::rule_contracts;
+
 pub(crate) struct Env {
     pub(crate) chain: LocalChain,
     pub(crate) provider: DynProvider,
@@ -29,15 +31,6 @@ pub(crate) async fn env() -> Env {
 /// A fresh address (the address of a random key).
 pub(crate) fn random_address() -> Address {
     PrivateKeySigner::random().address()
-}
-
-/// Runtime code of a rule-test contract (bundler/test-contracts/artifacts).
-pub(crate) fn rule_contract_code(name: &str) -> Bytes {
-    let path = format!("{}/test-contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text =
-        std::fs::read_to_string(&path).expect("rule-test artifact exists (node bundler/test-contracts/build.mjs)");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("artifact parses");
-    json["deployedBytecode"].as_str().expect("deployedBytecode").parse().expect("hex")
 }
 
 impl Env {
@@ -59,8 +52,15 @@ impl Env {
 
     /// Installs a rule-test contract at a fresh address.
     pub(crate) async fn install(&self, name: &str) -> Address {
-        let address = random_address();
-        self.chain.set_code(address, rule_contract_code(name)).await.expect("setCode");
+        rule_contracts::install(&self.chain, name).await
+    }
+
+    /// Installs a rule-test contract at a fresh address and stakes it on `version`'s EntryPoint with the
+    /// simulator's minimums (exactly: the least that counts as staked).
+    pub(crate) async fn install_staked(&self, version: EntryPointVersion, name: &str) -> Address {
+        let address = self.install(name).await;
+        let config = self.config();
+        rule_contracts::stake(&self.chain, version, address, config.min_stake, config.min_unstake_delay).await;
         address
     }
 

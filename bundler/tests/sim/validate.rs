@@ -126,7 +126,7 @@ async fn the_state_cache_follows_new_blocks() {
     let op = env.rule_op(sender, Address::ZERO);
     let first = sim.validate(&op, version).await.expect("validates");
     // Replace the account's code: the next block must be read afresh.
-    env.chain.set_code(sender, crate::setup::rule_contract_code("TimestampAccount")).await.expect("setCode");
+    env.chain.set_code(sender, crate::rule_contracts::code("TimestampAccount")).await.expect("setCode");
     // A transaction mines a block (automine).
     let tx = alloy::rpc::types::TransactionRequest::default().to(random_address()).value(U256::from(1));
     env.provider.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined");

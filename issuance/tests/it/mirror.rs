@@ -8,7 +8,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_log::PeruriLog, peruri_token::PeruriToken};
-use custody_issuance::{ActivityView, Indexer, NewActivity, activity_leaf, verify};
+use custody_issuance::{ActivityView, Indexer, NewActivity, WorkerConfig, activity_leaf, verify};
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 use sqlx::Row;
@@ -284,4 +284,124 @@ async fn postgres_concurrent_workers_mint_each_item_once() {
         let account = env.account(&format!("u{u}")).await;
         assert_eq!(token.balanceOf(account).call().await.unwrap(), ptkn(40), "u{u}: 4 attendances, once each");
     }
+}
+
+/// Gives PTKN's ISSUER_ROLE to the issuer key (`true`) or takes it away, as the admin (dev account 0).
+async fn set_issuer_role(env: &Env, granted: bool) {
+    let token = PeruriToken::new(env.deployment.contracts.peruri_token, env.chain.provider());
+    let (role, issuer) = (token.ISSUER_ROLE().call().await.unwrap(), env.issuer.address());
+    let pending = if granted {
+        token.grantRole(role, issuer).send().await.unwrap()
+    } else {
+        token.revokeRole(role, issuer).send().await.unwrap()
+    };
+    assert!(pending.get_receipt().await.unwrap().status());
+    assert_eq!(token.hasRole(role, issuer).call().await.unwrap(), granted);
+}
+
+/// A batch transaction's row.
+#[derive(Debug)]
+struct TxRow {
+    status: String,
+    attempts: i64,
+    nonce: Option<i64>,
+    hash: Option<B256>,
+    error: Option<String>,
+}
+
+/// The rows of the transactions of activity `id`'s batch (anchor, then mint).
+async fn batch_txs(env: &Env, id: &str) -> Vec<TxRow> {
+    let rows = sqlx::query(
+        "SELECT t.status, t.attempts, t.nonce, t.tx_hash, t.error FROM issuance_txs t \
+         JOIN issuance_activities a ON a.batch_id = t.batch_id WHERE a.id = $1 ORDER BY t.ordinal",
+    )
+    .bind(id)
+    .fetch_all(&env.keys.db.pool().await)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| TxRow {
+            status: r.get("status"),
+            attempts: r.get("attempts"),
+            nonce: r.get("nonce"),
+            hash: r.get::<Option<String>, _>("tx_hash").map(|h| h.parse().unwrap()),
+            error: r.get("error"),
+        })
+        .collect()
+}
+
+/// The role is taken away after the mint was signed: it reverts on-chain, is planned again (attempts 1), and once
+/// the role is back it is re-signed with a new nonce, mined, and the activity confirmed with one mint.
+#[tokio::test]
+async fn a_reverted_mint_is_planned_again_and_confirmed_once() {
+    let env = env(Engine::Sqlite).await;
+    let id = env.issuance.track("app", "k", activity("rita", "attendance")).await.unwrap().id;
+    let worker = env.worker();
+    assert_eq!(worker.batch().await.unwrap(), 1);
+    assert_eq!(worker.sign().await.unwrap(), 2, "anchor and mint, signed while the issuer holds the role");
+    set_issuer_role(&env, false).await;
+
+    let progress = worker.tick().await.unwrap();
+    assert_eq!((progress.submitted, progress.mined), (2, 2), "{progress:?}");
+    let [anchor, reverted] = <[TxRow; 2]>::try_from(batch_txs(&env, &id).await).unwrap();
+    assert_eq!(anchor.status, "mined");
+    assert_eq!(
+        (reverted.status.as_str(), reverted.attempts, reverted.error.as_deref()),
+        ("planned", 1, Some("attempt 1 reverted"))
+    );
+    let receipt = env.provider.get_transaction_receipt(reverted.hash.unwrap()).await.unwrap().expect("mined");
+    assert!(!receipt.status(), "the first mint reverted on-chain");
+    assert_eq!(env.issuance.activity(&id).await.unwrap().unwrap().status, "submitted", "not settled yet");
+
+    set_issuer_role(&env, true).await;
+    env.settle(std::slice::from_ref(&id)).await;
+    let view = env.issuance.activity(&id).await.unwrap().unwrap();
+    check_proof(&env, &view, JAN_2026).await;
+    let mint = batch_txs(&env, &id).await.pop().unwrap();
+    assert_eq!((mint.status.as_str(), mint.attempts, mint.error), ("mined", 1, None), "the attempt is recorded");
+    assert_eq!(mint.nonce, reverted.nonce.map(|n| n + 1), "re-signed with the issuer's next nonce");
+    assert_ne!(mint.hash, reverted.hash);
+    assert_eq!(view.issued[0].tx_hash, mint.hash.map(|h| h.to_string()), "{view:?}");
+
+    let account = env.account("rita").await;
+    let mints = ptkn_mints(&env).await;
+    assert_eq!((mints.get(&account), mints.values().sum::<usize>()), (Some(&1), 1), "one mint on chain");
+    let token = PeruriToken::new(env.deployment.contracts.peruri_token, env.provider.clone());
+    assert_eq!(token.balanceOf(account).call().await.unwrap(), ptkn(10));
+}
+
+/// Without the role, the mint reverts at every attempt: after `max_attempts` it is failed, and so is the
+/// activity, with the reason; nothing is minted and nothing more is sent.
+#[tokio::test]
+async fn a_mint_that_keeps_reverting_fails_after_max_attempts() {
+    let env = env(Engine::Sqlite).await;
+    set_issuer_role(&env, false).await;
+    let id = env.issuance.track("app", "k", activity("rex", "attendance")).await.unwrap().id;
+    let worker = env.worker();
+    let max = i64::from(WorkerConfig::default().max_attempts);
+    let mut view = env.issuance.activity(&id).await.unwrap().unwrap();
+    for _ in 0..2 * max {
+        if view.status == "failed" {
+            break;
+        }
+        worker.tick().await.unwrap();
+        view = env.issuance.activity(&id).await.unwrap().unwrap();
+    }
+    assert_eq!(view.status, "failed", "{view:?}");
+    let batch = view.batch_id.as_deref().unwrap();
+    assert_eq!(view.error, Some(format!("a transaction of batch {batch} reverted")));
+    let [anchor, mint] = <[TxRow; 2]>::try_from(batch_txs(&env, &id).await).unwrap();
+    assert_eq!(anchor.status, "mined", "the batch is anchored");
+    assert_eq!(
+        (mint.status.as_str(), mint.attempts, mint.error),
+        ("failed", max, Some(format!("transaction reverted after {max} attempts")))
+    );
+    // Each attempt was a transaction of its own, mined and reverted.
+    let sent = env.provider.get_transaction_count(env.issuer.address()).await.unwrap();
+    assert_eq!(sent, max as u64, "one transaction per attempt");
+    assert!(!env.provider.get_transaction_receipt(mint.hash.unwrap()).await.unwrap().unwrap().status());
+    assert!(ptkn_mints(&env).await.is_empty(), "nothing minted");
+
+    let after = worker.tick().await.unwrap();
+    assert!(!after.any(), "a failed transaction is not tried again: {after:?}");
 }

@@ -4,6 +4,7 @@
 
 mod activity;
 mod auth;
+mod crash;
 mod devnet;
 mod enroll;
 mod http;

@@ -24,8 +24,11 @@ pub struct Service {
     pub hsm: SoftHsm,
     pub db: TestDb,
     pub config: std::path::PathBuf,
-    child: Child,
+    /// The running `custody serve`, once launched.
+    child: Option<Child>,
     pub http: reqwest::Client,
+    port: u16,
+    tls: bool,
 }
 
 impl Service {
@@ -35,6 +38,14 @@ impl Service {
 
     /// Starts with `extra` TOML appended to the configuration (e.g. `[server.tls]`).
     pub async fn start_with(engine: Engine, extra: &str) -> Self {
+        let mut service = Self::prepare(engine, extra).await;
+        service.launch(&[]).await;
+        service
+    }
+
+    /// A fresh token, database, configuration (`extra` TOML appended) and deployment record
+    /// (the deterministic addresses of a single-operator deployment); nothing runs until [`Self::launch`].
+    pub async fn prepare(engine: Engine, extra: &str) -> Self {
         let hsm = SoftHsm::fresh("api").unwrap();
         let db = TestDb::new(engine).await;
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -80,40 +91,61 @@ public_key_file = "{ed}"
         let contracts =
             custody_contracts::DeployConfig::single_operator(alloy_primitives::Address::repeat_byte(1)).addresses();
         let deployment = custody_contracts::Deployment { chain_id: 1337, block: 0, contracts };
-        let deployment_file = hsm.dir().join("deployment.json");
-        std::fs::write(&deployment_file, serde_json::to_string(&deployment).unwrap()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_custody"))
-            .env("CUSTODY_DEPLOYMENT_FILE", &deployment_file)
-            .args(["--config"])
-            .arg(&config)
-            .arg("serve")
-            .env("SOFTHSM2_CONF", hsm.conf_path())
-            .env("CUSTODY_PKCS11_MODULE", hsm.module())
-            .env("CUSTODY_PKCS11_TOKEN", hsm.label())
-            .env("CUSTODY_PKCS11_PIN", hsm.user_pin().expose_secret())
-            .env("CUSTODY_DATABASE_URL", &db.url)
-            .env("CUSTODY_LOG_JSON", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(hsm.dir().join("custody.log")).unwrap())
-            .spawn()
-            .unwrap();
+        std::fs::write(hsm.dir().join("deployment.json"), serde_json::to_string(&deployment).unwrap()).unwrap();
         let tls = extra.contains("[server.tls]");
         let scheme = if tls { "https" } else { "http" };
-        let mut service =
-            Self { url: format!("{scheme}://127.0.0.1:{port}"), hsm, db, config, child, http: reqwest::Client::new() };
-        service.wait_ready(tls, port).await;
-        service
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        Self { url, hsm, db, config, child: None, http: reqwest::Client::new(), port, tls }
+    }
+
+    /// The deployment record the service reads (write a real deployment's here before launching).
+    pub fn deployment_file(&self) -> std::path::PathBuf {
+        self.hsm.dir().join("deployment.json")
+    }
+
+    /// Starts `custody serve` with `env` added to its environment and waits until it answers. The log
+    /// (`custody.log`) is appended to across launches.
+    pub async fn launch(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "custody serve is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.hsm.dir().join("custody.log"));
+        let child = self
+            .command()
+            .args(["--config"])
+            .arg(&self.config)
+            .arg("serve")
+            .env("CUSTODY_LOG_JSON", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log.unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+        }
+    }
+
+    /// Kills the process (SIGKILL) if it runs, then launches it again with `env`.
+    pub async fn restart(&mut self, env: &[(&str, &str)]) {
+        self.kill();
+        self.launch(env).await;
     }
 
     /// Waits for `/healthz` (plain HTTP) or for the port to accept (HTTPS).
-    async fn wait_ready(&mut self, tls: bool, port: u16) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.as_mut().expect("launched").try_wait().unwrap() {
                 panic!("custody serve exited: {status}");
             }
-            let up = if tls {
-                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            let up = if self.tls {
+                tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
             } else {
                 self.http.get(format!("{}/healthz", self.url)).send().await.is_ok()
             };
@@ -127,16 +159,20 @@ public_key_file = "{ed}"
 
     /// Runs a `custody` subcommand against the same token and database.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_custody"))
-            .args(args)
+        self.command().args(args).output().unwrap()
+    }
+
+    /// The `custody` binary pointed at this token, database and deployment record.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_custody"));
+        command
             .env("SOFTHSM2_CONF", self.hsm.conf_path())
             .env("CUSTODY_PKCS11_MODULE", self.hsm.module())
             .env("CUSTODY_PKCS11_TOKEN", self.hsm.label())
             .env("CUSTODY_PKCS11_PIN", self.hsm.user_pin().expose_secret())
             .env("CUSTODY_DATABASE_URL", &self.db.url)
-            .env("CUSTODY_DEPLOYMENT_FILE", self.hsm.dir().join("deployment.json"))
-            .output()
-            .unwrap()
+            .env("CUSTODY_DEPLOYMENT_FILE", self.deployment_file());
+        command
     }
 
     pub async fn post(&self, path: &str, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
@@ -161,10 +197,11 @@ public_key_file = "{ed}"
 
     /// Sends SIGTERM, waits for a clean exit, and returns the service's log.
     pub fn stop(mut self) -> String {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let pid = self.child.as_ref().expect("launched").id();
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.as_mut().expect("launched").try_wait().unwrap() {
                 assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", self.log());
                 return self.log();
             }
@@ -183,8 +220,10 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if std::thread::panicking() {
             eprintln!("--- custody serve log ---\n{}", self.log());
         }

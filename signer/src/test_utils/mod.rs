@@ -5,7 +5,6 @@
 //! silent skip.
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -142,6 +141,7 @@ pub struct MotoKms {
     pub url: String,
     child: Child,
     _script: tempfile::NamedTempFile,
+    log: tempfile::NamedTempFile,
 }
 
 const MOTO_LAUNCHER: &str = include_str!("moto_kms.py");
@@ -158,28 +158,26 @@ impl MotoKms {
         Self::spawn(false)
     }
 
+    /// Starts moto on port 0, so the kernel picks a free port as it binds, and learns the port from the
+    /// server's own "Running on" line (a port chosen beforehand could be taken by another test's server).
     fn spawn(digest: bool) -> Self {
-        let port = free_port();
         let script = tempfile::Builder::new().suffix(".py").tempfile().expect("temp file");
         std::fs::write(script.path(), MOTO_LAUNCHER).expect("write moto launcher");
-        let mut cmd = Command::new("python3");
-        if digest {
-            cmd.arg(script.path());
-        } else {
-            cmd.args(["-m", "moto.server"]);
-        }
-        let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let log = tempfile::NamedTempFile::new().expect("temp file");
+        let child = Command::new("python3")
+            .arg(script.path())
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .env("PERURI_MOTO_STOCK", if digest { "0" } else { "1" })
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("moto log"))
             .spawn()
             .unwrap_or_else(|e| panic!("python3 is required to run the moto KMS server: {e}"));
-        let mut moto = Self { url: format!("http://127.0.0.1:{port}"), child, _script: script };
-        moto.wait_ready(port);
+        let mut moto = Self { url: String::new(), child, _script: script, log };
+        moto.wait_ready();
         moto
     }
 
-    fn wait_ready(&mut self, port: u16) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -187,12 +185,14 @@ impl MotoKms {
                     "the moto server exited ({status}); install it with `pip install 'moto[server]'` (scripts/bootstrap.sh does)"
                 );
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let output = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            if let Some(url) = running_on(&output) {
+                self.url = url;
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the moto server did not listen on port {port} within 30 s");
+        panic!("the moto server did not start within 30 s");
     }
 
     /// A client configuration for this server.
@@ -218,13 +218,28 @@ impl Drop for MotoKms {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+/// The URL from werkzeug's " * Running on http://127.0.0.1:<port>" line.
+fn running_on(output: &str) -> Option<String> {
+    let line = output.lines().find_map(|l| l.trim().strip_prefix("* Running on "))?;
+    let port: u16 = line.trim().strip_prefix("http://127.0.0.1:")?.trim_end_matches('/').parse().ok()?;
+    (port != 0).then(|| format!("http://127.0.0.1:{port}"))
 }
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
     hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_on;
+
+    #[test]
+    fn reads_the_port_werkzeug_bound() {
+        let output = "WARNING: This is a development server.\n * Running on http://127.0.0.1:44385\nPress CTRL+C to quit\n";
+        assert_eq!(running_on(output).as_deref(), Some("http://127.0.0.1:44385"));
+        assert_eq!(running_on(" * Running on http://127.0.0.1:0\n"), None);
+        assert_eq!(running_on("starting\n"), None);
+    }
 }

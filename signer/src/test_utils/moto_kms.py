@@ -3,9 +3,11 @@
 Stock moto ignores MessageType and always hashes the message again, unlike AWS KMS,
 which signs a given digest as is. This launcher makes moto's ECDSA keys sign and
 verify a DIGEST message without re-hashing (cryptography's Prehashed), then
-starts the ordinary moto server with the given arguments.
+starts the ordinary moto server with the given arguments. With PERURI_MOTO_STOCK=1
+in the environment it starts stock moto instead.
 """
 
+import os
 import sys
 import threading
 
@@ -28,9 +30,6 @@ def _with_message_type(original):
 
     return handler
 
-
-responses.KmsResponse.sign = _with_message_type(responses.KmsResponse.sign)
-responses.KmsResponse.verify = _with_message_type(responses.KmsResponse.verify)
 
 _sign = kms_utils.ECDSAPrivateKey.sign
 _verify = kms_utils.ECDSAPrivateKey.verify
@@ -57,8 +56,10 @@ def verify(self, message, signature, algorithm):
     return _verify(self, message, signature, algorithm)
 
 
-kms_utils.ECDSAPrivateKey.sign = sign
-kms_utils.ECDSAPrivateKey.verify = verify
-
 if __name__ == "__main__":
+    if os.environ.get("PERURI_MOTO_STOCK") != "1":
+        responses.KmsResponse.sign = _with_message_type(responses.KmsResponse.sign)
+        responses.KmsResponse.verify = _with_message_type(responses.KmsResponse.verify)
+        kms_utils.ECDSAPrivateKey.sign = sign
+        kms_utils.ECDSAPrivateKey.verify = verify
     main(sys.argv[1:])

@@ -1,4 +1,4 @@
-//! `custody bench wallets`: a load generator for wallet creation and status.
+//! `custody bench wallets`: wallet creation and status over HTTP against the raw HSM key-creation rate.
 //!
 //! It builds a throw-away environment (fresh SoftHSM token, SQLite file or a
 //! given PostgreSQL URL, an ES256 token issuer, the deterministic contract
@@ -10,28 +10,16 @@
 //! 2. `POST /v1/wallets` over HTTP: rate, latency percentiles, ratio to (1);
 //! 3. `GET /wallet/status` over HTTP with user tokens: rate and percentiles;
 //! 4. optionally, bulk enrolment (`custody enroll`'s code path) of more users.
-//!
-//! The per-client rate limit is off in this environment (one client sends everything).
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use anyhow::{Context, bail};
 use custody_hsm_sim::SoftHsm;
 use custody_signer::{Backend, Hsm, KeyStore, Keyring, Pkcs11Config};
-use futures::StreamExt;
 use serde_json::json;
 
+use super::{measure, wait_healthy};
 use crate::config::{Config, RateLimitConfig};
-
-/// `custody bench …`
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Wallet creation and status over HTTP against the raw HSM key-creation rate.
-    Wallets(WalletsArgs),
-}
 
 /// Options of `custody bench wallets`.
 #[derive(Debug, clap::Args)]
@@ -56,78 +44,8 @@ pub(crate) struct WalletsArgs {
     database_url: Option<String>,
 }
 
-/// A fresh token for the run, made before the runtime starts (SoftHSM reads
-/// its configuration from the environment).
-pub(crate) fn prepare() -> anyhow::Result<SoftHsm> {
-    let hsm = SoftHsm::fresh("bench").context("creating a SoftHSM token for the benchmark")?;
-    hsm.activate();
-    Ok(hsm)
-}
-
-pub(crate) async fn run(cmd: BenchCommand, softhsm: SoftHsm) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Wallets(args) => wallets(args, softhsm).await,
-    }
-}
-
-/// Latency samples and the wall time they took.
-struct Sample {
-    latencies: Vec<Duration>,
-    wall: Duration,
-}
-
-impl Sample {
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.wall.as_secs_f64()
-    }
-
-    fn percentile(&mut self, p: f64) -> Duration {
-        self.latencies.sort_unstable();
-        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        self.latencies[i]
-    }
-
-    fn line(&mut self, what: &str, unit: &str) -> String {
-        let (p50, p95, p99) = (self.percentile(0.50), self.percentile(0.95), self.percentile(0.99));
-        format!(
-            "{what:<34} {:>9.0} {unit}  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms",
-            self.rate(),
-            ms(p50),
-            ms(p95),
-            ms(p99)
-        )
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Runs `count` operations, `concurrency` at once, timing each; any failure aborts.
-async fn measure<F, Fut>(count: usize, concurrency: usize, op: F) -> anyhow::Result<Sample>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let started = Instant::now();
-    let mut stream = futures::stream::iter(0..count)
-        .map(|i| {
-            let fut = op(i);
-            async move {
-                let t = Instant::now();
-                fut.await.map(|()| t.elapsed())
-            }
-        })
-        .buffer_unordered(concurrency.max(1));
-    let mut latencies = Vec::with_capacity(count);
-    while let Some(latency) = stream.next().await {
-        latencies.push(latency?);
-    }
-    Ok(Sample { latencies, wall: started.elapsed() })
-}
-
 #[expect(clippy::print_stdout, reason = "a load generator prints its figures")]
-async fn wallets(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<()> {
+pub(super) async fn run(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<()> {
     if args.n == 0 || args.concurrency == 0 || args.status_concurrency == 0 {
         bail!("--n, --concurrency and --status-concurrency must be at least 1");
     }
@@ -238,15 +156,4 @@ async fn wallets(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<()> {
     }
     api.abort();
     Ok(())
-}
-
-async fn wait_healthy(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the API did not come up within 30 s")
 }

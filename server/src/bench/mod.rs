@@ -1,0 +1,105 @@
+//! `custody bench …`: load generators over a throw-away environment (fresh SoftHSM token, a fresh
+//! SQLite file or a given PostgreSQL database, an ES256 token issuer) with the API in this process on a
+//! loopback port. Each prints its figures next to a baseline measured in the same run.
+//!
+//! The per-client rate limit is off in these environments (one client sends everything).
+
+mod activity;
+mod wallets;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use custody_hsm_sim::SoftHsm;
+use futures::StreamExt;
+
+/// `custody bench …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Wallet creation and status over HTTP against the raw HSM key-creation rate.
+    Wallets(wallets::WalletsArgs),
+    /// Activities at a steady rate over HTTP, each followed until it is confirmed on a local chain.
+    Activity(activity::ActivityArgs),
+}
+
+/// A fresh token for the run, made before the runtime starts (SoftHSM reads
+/// its configuration from the environment).
+pub(crate) fn prepare() -> anyhow::Result<SoftHsm> {
+    let hsm = SoftHsm::fresh("bench").context("creating a SoftHSM token for the benchmark")?;
+    hsm.activate();
+    Ok(hsm)
+}
+
+pub(crate) async fn run(cmd: BenchCommand, softhsm: SoftHsm) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Wallets(args) => wallets::run(args, softhsm).await,
+        BenchCommand::Activity(args) => activity::run(args, softhsm).await,
+    }
+}
+
+/// Latency samples and the wall time they took.
+struct Sample {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Sample {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        self.latencies[i]
+    }
+
+    fn line(&mut self, what: &str, unit: &str) -> String {
+        let (p50, p95, p99) = (self.percentile(0.50), self.percentile(0.95), self.percentile(0.99));
+        format!(
+            "{what:<34} {:>9.0} {unit}  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms",
+            self.rate(),
+            ms(p50),
+            ms(p95),
+            ms(p99)
+        )
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `count` operations, `concurrency` at once, timing each; any failure aborts.
+async fn measure<F, Fut>(count: usize, concurrency: usize, op: F) -> anyhow::Result<Sample>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let mut stream = futures::stream::iter(0..count)
+        .map(|i| {
+            let fut = op(i);
+            async move {
+                let t = Instant::now();
+                fut.await.map(|()| t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut latencies = Vec::with_capacity(count);
+    while let Some(latency) = stream.next().await {
+        latencies.push(latency?);
+    }
+    Ok(Sample { latencies, wall: started.elapsed() })
+}
+
+async fn wait_healthy(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the API did not come up within 30 s")
+}
