@@ -85,11 +85,13 @@ impl IdentityMap {
         row.as_ref().map(wallet).transpose()
     }
 
-    /// Inserts a pending row for `user_id` unless it has one: `true` if this call inserted it.
+    /// Inserts a pending row for `user_id` unless it has one: `true` if this call inserted it. Any unique
+    /// key counts (the DID derives from the user id): PostgreSQL reports a concurrent insert of the same
+    /// user on the DID index when only `user_id` is named as the conflict target.
     pub(crate) async fn claim(&self, user_id: &str, did: &Did, claim: &str, now: i64) -> Result<bool, Error> {
         let result = sqlx::query(
             "INSERT INTO identity_map (user_id, did, state, claim, claimed_at, created_at) \
-             VALUES ($1, $2, 'pending', $3, $4, $5) ON CONFLICT (user_id) DO NOTHING",
+             VALUES ($1, $2, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(user_id)
         .bind(did.as_str())

@@ -176,6 +176,9 @@ impl Wallets {
         let mut pause = Duration::from_millis(5);
         let mut did = None;
         loop {
+            if Instant::now() > deadline {
+                return Err(Error::CreateTimedOut(2 * CLAIM_LEASE));
+            }
             match self.map.by_user(user_id).await? {
                 Some(Entry::Ready(wallet)) => return Ok((wallet, false)),
                 Some(Entry::Pending { claim, claimed_at }) => {
@@ -202,9 +205,6 @@ impl Wallets {
                     }
                     continue; // someone else holds or finished the row: read it again at once
                 }
-            }
-            if Instant::now() > deadline {
-                return Err(Error::CreateTimedOut(2 * CLAIM_LEASE));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));

@@ -68,45 +68,70 @@ fn op_for(
     op
 }
 
-/// Sends `ops` at most `rate` per second; returns each hash with its send time, the elapsed time and
-/// the sorted admission (eth_sendUserOperation) times.
-async fn send_all(
+/// Sends `ops` at most `rate` per second while a poller waits for their receipts; returns the time
+/// sending took, the sorted admission (eth_sendUserOperation) times and the sorted send → receipt times.
+async fn run_load(
     bundler: &Arc<Bundler>,
     ops: Vec<UserOperation>,
     rate: usize,
-) -> (Vec<(B256, Instant)>, Duration, Vec<Duration>) {
+) -> (Duration, Vec<Duration>, Vec<Duration>) {
+    let (admitted, to_poll) = tokio::sync::mpsc::unbounded_channel();
+    let poller = tokio::spawn(latencies(bundler.clone(), to_poll));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, op) in ops.into_iter().enumerate() {
         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
-        let bundler = bundler.clone();
+        let (bundler, admitted) = (bundler.clone(), admitted.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let hash = bundler.send_user_operation(op, VERSION.address()).await.unwrap();
-            (hash, sent, sent.elapsed())
+            let took = sent.elapsed();
+            let _ = admitted.send((hash, sent));
+            took
         }));
     }
-    let (mut out, mut admission) = (Vec::new(), Vec::new());
+    drop(admitted);
+    let mut admission = Vec::new();
     for t in tasks {
-        let (hash, sent, took) = t.await.unwrap();
-        out.push((hash, sent));
-        admission.push(took);
+        admission.push(t.await.unwrap());
     }
+    let took = start.elapsed();
     admission.sort();
-    (out, start.elapsed(), admission)
+    let mut lat = poller.await.unwrap();
+    lat.sort();
+    (took, admission, lat)
 }
 
-/// Waits for every receipt, polling them concurrently every 50 ms (a sequential sweep of hundreds
-/// of `eth_getUserOperationReceipt` would itself add latency); returns the latencies.
-async fn latencies(bundler: &Arc<Bundler>, mut pending: Vec<(B256, Instant)>) -> Vec<Duration> {
+/// Polls the receipts of admitted operations every 50 ms, 16 at a time (a sequential sweep of
+/// hundreds of `eth_getUserOperationReceipt` would itself add latency; all at once would be a load of
+/// its own), from their admission until the last one is mined; returns the latencies.
+async fn latencies(
+    bundler: Arc<Bundler>,
+    mut admitted: tokio::sync::mpsc::UnboundedReceiver<(B256, Instant)>,
+) -> Vec<Duration> {
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !pending.is_empty() && Instant::now() < deadline {
+    let mut pending = Vec::new();
+    let mut sending = true;
+    let mut deadline = Instant::now() + Duration::from_secs(300);
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    while (sending || !pending.is_empty()) && Instant::now() < deadline {
+        while sending {
+            match admitted.try_recv() {
+                Ok(op) => pending.push(op),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    sending = false;
+                    deadline = Instant::now() + Duration::from_secs(300);
+                }
+            }
+        }
         let mut polls = tokio::task::JoinSet::new();
         for (hash, sent) in pending {
             let bundler = bundler.clone();
+            let permits = permits.clone();
             polls.spawn(async move {
+                let _permit = permits.acquire_owned().await.unwrap();
                 let receipt = bundler.user_operation_receipt(hash).await.unwrap();
                 (hash, sent, receipt.map(|r| (r.success, sent.elapsed())))
             });
@@ -165,17 +190,14 @@ async fn main() {
     // (staked) factory stays within ERC-7562 reputation (opsSeen / 10 <= opsIncluded + 10).
     for chunk in owners.chunks(100) {
         let warm: Vec<UserOperation> = chunk.iter().map(|o| op_for(&env, o, 0, true, None)).collect();
-        let (sent, ..) = send_all(&bundler, warm, rate).await;
-        latencies(&bundler, sent).await;
+        run_load(&bundler, warm, rate).await;
     }
 
     // The measured operations carry the bundler's own estimates, as a client's would.
     let limits = probe.estimate(&op_for(&env, &owners[0], 1, false, None), VERSION, None).await.unwrap();
     let ops: Vec<UserOperation> =
         (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false, Some(&limits))).collect();
-    let (sent, took, admission) = send_all(&bundler, ops, rate).await;
-    let mut lat = latencies(&bundler, sent).await;
-    lat.sort();
+    let (took, admission, lat) = run_load(&bundler, ops, rate).await;
     let _ = stop.send(());
     runner.await.unwrap().unwrap();
 

@@ -2,6 +2,9 @@
 //! transaction receipt, and the logs the operation emitted (those after the previous operation's
 //! `UserOperationEvent`, or after `BeforeExecution`, up to its own event).
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
@@ -65,6 +68,46 @@ impl From<OpView> for UserOperationByHash {
     }
 }
 
+/// The receipts of the bundles mined last, by transaction hash: every operation of a bundle shares one,
+/// so clients polling for each of their operations cost one node request per bundle, not one each. A
+/// cached receipt serves only when its block hash is the one the operation was recorded in.
+#[derive(Debug, Default)]
+pub(crate) struct ReceiptCache {
+    inner: Mutex<Recent>,
+}
+
+/// The cached receipts and their order of arrival.
+#[derive(Debug, Default)]
+struct Recent {
+    by_hash: HashMap<B256, Arc<TransactionReceipt>>,
+    order: VecDeque<B256>,
+}
+
+impl ReceiptCache {
+    /// How many receipts are kept (the oldest leave first).
+    const CAPACITY: usize = 256;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, tx_hash: B256, block_hash: Option<B256>) -> Option<Arc<TransactionReceipt>> {
+        self.lock().by_hash.get(&tx_hash).filter(|r| block_hash.is_some() && r.block_hash == block_hash).cloned()
+    }
+
+    pub(crate) fn put(&self, receipt: Arc<TransactionReceipt>) {
+        let mut recent = self.lock();
+        if recent.by_hash.insert(receipt.transaction_hash, receipt.clone()).is_none() {
+            recent.order.push_back(receipt.transaction_hash);
+        }
+        while recent.order.len() > Self::CAPACITY {
+            if let Some(old) = recent.order.pop_front() {
+                recent.by_hash.remove(&old);
+            }
+        }
+    }
+}
+
 /// The receipt of `hash` from a mined transaction's receipt, if the transaction carries its event.
 pub fn receipt_from(hash: B256, entry_point: Address, receipt: TransactionReceipt) -> Option<UserOperationReceipt> {
     let logs = receipt.inner.logs();
@@ -110,26 +153,36 @@ pub fn receipt_from(hash: B256, entry_point: Address, receipt: TransactionReceip
 impl Bundler {
     /// `eth_getUserOperationReceipt`: `None` until the operation is mined.
     pub async fn user_operation_receipt(&self, hash: B256) -> Result<Option<UserOperationReceipt>, ValidationError> {
-        let (entry_point, tx_hash) = match self.store.op(hash).await? {
+        let (entry_point, tx_hash, block_hash) = match self.store.op(hash).await? {
             Some(op) if op.status == OpStatus::Included => match op.tx_hash {
-                Some(tx) => (op.entry_point.address(), tx),
+                Some(tx) => (op.entry_point.address(), tx, op.block_hash),
                 None => return Ok(None),
             },
             Some(_) => return Ok(None),
             None => match self.find_event(hash).await? {
                 Some(log) => match log.transaction_hash {
-                    Some(tx) => (log.address(), tx),
+                    Some(tx) => (log.address(), tx, log.block_hash),
                     None => return Ok(None),
                 },
                 None => return Ok(None),
             },
         };
-        let receipt = self
-            .provider
-            .get_transaction_receipt(tx_hash)
-            .await
-            .map_err(|e| BundlerError::node("eth_getTransactionReceipt", e))?;
-        Ok(receipt.and_then(|r| receipt_from(hash, entry_point, r)))
+        let receipt = match self.receipts.get(tx_hash, block_hash) {
+            Some(receipt) => Some(receipt),
+            None => {
+                let fetched = self
+                    .provider
+                    .get_transaction_receipt(tx_hash)
+                    .await
+                    .map_err(|e| BundlerError::node("eth_getTransactionReceipt", e))?
+                    .map(Arc::new);
+                if let Some(receipt) = &fetched {
+                    self.receipts.put(receipt.clone());
+                }
+                fetched
+            }
+        };
+        Ok(receipt.and_then(|r| receipt_from(hash, entry_point, Arc::unwrap_or_clone(r))))
     }
 
     /// `eth_getUserOperationByHash`: from the mempool, or for operations other bundlers sent, from
@@ -174,5 +227,36 @@ impl Bundler {
             .from_block(latest.saturating_sub(self.config.receipt_lookback_blocks));
         let logs = self.provider.get_logs(&filter).await.map_err(|e| BundlerError::node("eth_getLogs", e))?;
         Ok(logs.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(tx: u64, block: u8) -> Arc<TransactionReceipt> {
+        let json = serde_json::json!({
+            "transactionHash": B256::from(U256::from(tx)), "transactionIndex": "0x0",
+            "blockHash": B256::repeat_byte(block), "blockNumber": "0x1",
+            "from": Address::ZERO, "to": Address::ZERO, "gasUsed": "0x0", "contractAddress": null,
+            "cumulativeGasUsed": "0x0", "effectiveGasPrice": "0x0", "logs": [], "status": "0x1", "type": "0x2",
+            "logsBloom": format!("0x{}", "00".repeat(256)),
+        });
+        Arc::new(serde_json::from_value(json).expect("a receipt"))
+    }
+
+    #[test]
+    fn serves_only_the_block_it_was_mined_in_and_keeps_the_newest() {
+        let cache = ReceiptCache::default();
+        let first = B256::from(U256::from(1));
+        cache.put(receipt(1, 10));
+        assert!(cache.get(first, Some(B256::repeat_byte(10))).is_some());
+        assert!(cache.get(first, Some(B256::repeat_byte(11))).is_none(), "reorged away");
+        assert!(cache.get(first, None).is_none());
+        for tx in 2..=(ReceiptCache::CAPACITY as u64 + 1) {
+            cache.put(receipt(tx, 10));
+        }
+        assert!(cache.get(first, Some(B256::repeat_byte(10))).is_none(), "the oldest left");
+        assert_eq!(cache.lock().by_hash.len(), ReceiptCache::CAPACITY);
     }
 }

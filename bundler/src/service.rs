@@ -21,6 +21,7 @@ use crate::error::BundlerError;
 use crate::estimate::{EstimateGas, GasEstimate};
 use crate::metrics;
 use crate::pool::{Mempool, Precheck};
+use crate::receipts::ReceiptCache;
 use crate::reputation::{Reputation, ReputationBook, ReputationStatus};
 use crate::store::{OpStatus, Store, StoredOp};
 use crate::validation::{RpcErrorCode, Validate, ValidationError};
@@ -64,6 +65,8 @@ pub struct Bundler {
     /// Held from bundle selection until its operations are marked submitted, so two keys never take
     /// the same operations.
     pub(crate) selection: HashMap<EntryPointVersion, Mutex<()>>,
+    /// Receipts of recently mined bundles, shared by their operations' receipt lookups.
+    pub(crate) receipts: ReceiptCache,
 }
 
 impl std::fmt::Debug for Bundler {
@@ -146,6 +149,7 @@ impl Bundler {
             estimator,
             keys,
             selection,
+            receipts: ReceiptCache::default(),
         }))
     }
 

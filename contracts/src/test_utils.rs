@@ -161,10 +161,10 @@ impl LocalChain {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(LocalChainError::Exited { status: status.to_string(), log: self.log_tail() });
             }
-            if self.url.is_empty() {
-                if let Some(url) = std::fs::read_to_string(&self.log).ok().as_deref().and_then(server_url) {
-                    self.url = url;
-                }
+            if self.url.is_empty()
+                && let Some(url) = std::fs::read_to_string(&self.log).ok().as_deref().and_then(server_url)
+            {
+                self.url = url;
             }
             if !self.url.is_empty() {
                 let chain_id = tokio::time::timeout(Duration::from_secs(2), self.provider().get_chain_id()).await;

@@ -23,6 +23,22 @@ pub(crate) struct RpcDbError(pub String);
 
 impl DBErrorMarker for RpcDbError {}
 
+/// An error with its causes ("error sending request" alone does not say whether the node refused the
+/// connection, closed it or timed out).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The block a simulation runs on top of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockInfo {
@@ -75,7 +91,7 @@ impl StateCache {
             .provider
             .get_block_by_number(BlockNumberOrTag::Latest)
             .await
-            .map_err(|e| RpcDbError(format!("eth_getBlockByNumber: {e}")))?
+            .map_err(|e| RpcDbError(format!("eth_getBlockByNumber: {}", causes(&e))))?
             .ok_or_else(|| RpcDbError("latest block not found".to_owned()))?;
         let info = BlockInfo {
             number: block.header.number,
@@ -128,7 +144,7 @@ impl RpcDb {
             async { p.get_transaction_count(address).block_id(id).await },
             async { p.get_code_at(address).block_id(id).await },
         )
-        .map_err(|e| RpcDbError(format!("account {address}: {e}")))?;
+        .map_err(|e| RpcDbError(format!("account {address}: {}", causes(&e))))?;
         let code = Bytecode::new_raw(code);
         let code_hash =
             if code.is_empty() { revm::primitives::KECCAK_EMPTY } else { keccak256(code.original_byte_slice()) };
@@ -170,7 +186,7 @@ impl DatabaseRef for RpcDb {
         let value = self
             .handle
             .block_on(async { self.cache.provider.get_storage_at(address, index).block_id(self.block_id()).await })
-            .map_err(|e| RpcDbError(format!("storage {address}[{index}]: {e}")))?;
+            .map_err(|e| RpcDbError(format!("storage {address}[{index}]: {}", causes(&e))))?;
         self.store(|c| {
             c.storage.insert((address, index), value);
         });
@@ -187,7 +203,7 @@ impl DatabaseRef for RpcDb {
         let block = self
             .handle
             .block_on(async { self.cache.provider.get_block_by_number(BlockNumberOrTag::Number(number)).await })
-            .map_err(|e| RpcDbError(format!("block {number}: {e}")))?;
+            .map_err(|e| RpcDbError(format!("block {number}: {}", causes(&e))))?;
         let hash = block.map(|b| b.header.hash).unwrap_or_default();
         self.store(|c| {
             c.block_hashes.insert(number, hash);

@@ -237,7 +237,8 @@ mod tests {
 
     #[test]
     fn reads_the_port_werkzeug_bound() {
-        let output = "WARNING: This is a development server.\n * Running on http://127.0.0.1:44385\nPress CTRL+C to quit\n";
+        let output =
+            "WARNING: This is a development server.\n * Running on http://127.0.0.1:44385\nPress CTRL+C to quit\n";
         assert_eq!(running_on(output).as_deref(), Some("http://127.0.0.1:44385"));
         assert_eq!(running_on(" * Running on http://127.0.0.1:0\n"), None);
         assert_eq!(running_on("starting\n"), None);
