@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U64, U256, keccak256};
 use alloy::providers::{DynProvider, Provider};
 use revm::bytecode::Bytecode;
 use revm::database_interface::{DBErrorMarker, DatabaseRef};
@@ -52,6 +52,7 @@ pub struct BlockInfo {
 #[derive(Debug, Default)]
 struct Cached {
     block: Option<BlockInfo>,
+    /// When the read that last confirmed `block` began.
     checked_at: Option<Instant>,
     accounts: HashMap<Address, AccountInfo>,
     storage: HashMap<(Address, U256), U256>,
@@ -64,11 +65,13 @@ struct Cached {
 pub(crate) struct StateCache {
     provider: DynProvider,
     cached: Arc<Mutex<Cached>>,
+    /// Held while the latest block is read, so that concurrent refreshes share one read.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl StateCache {
     pub(crate) fn new(provider: DynProvider) -> Self {
-        Self { provider, cached: Arc::default() }
+        Self { provider, cached: Arc::default(), reading: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Cached> {
@@ -77,16 +80,18 @@ impl StateCache {
 
     /// Reads the latest block (unless the pinned one was checked less than `max_age` ago); if it
     /// differs from the pinned one, the cache is dropped and the new block pinned. Returns the pinned
-    /// block.
+    /// block. Concurrent callers share one read: a caller waiting for another's read uses it when that
+    /// read began after the caller asked (it is as fresh as one of its own).
     pub(crate) async fn refresh(&self, max_age: Duration) -> Result<BlockInfo, RpcDbError> {
-        {
-            let cached = self.lock();
-            if let (Some(block), Some(at)) = (cached.block, cached.checked_at)
-                && at.elapsed() < max_age
-            {
-                return Ok(block);
-            }
+        let asked = Instant::now();
+        if let Some(block) = self.fresh(|at| at.elapsed() < max_age) {
+            return Ok(block);
         }
+        let _turn = self.reading.lock().await;
+        if let Some(block) = self.fresh(|at| at >= asked || at.elapsed() < max_age) {
+            return Ok(block);
+        }
+        let started = Instant::now();
         let block = self
             .provider
             .get_block_by_number(BlockNumberOrTag::Latest)
@@ -105,8 +110,17 @@ impl StateCache {
             tracing::debug!(block = info.number, "state cache invalidated by a new block");
             *cached = Cached { block: Some(info), ..Cached::default() };
         }
-        cached.checked_at = Some(Instant::now());
+        cached.checked_at = Some(started);
         Ok(info)
+    }
+
+    /// The pinned block if its last check (the time that read began) passes `fresh_enough`.
+    fn fresh(&self, fresh_enough: impl Fn(Instant) -> bool) -> Option<BlockInfo> {
+        let cached = self.lock();
+        match (cached.block, cached.checked_at) {
+            (Some(block), Some(at)) if fresh_enough(at) => Some(block),
+            _ => None,
+        }
     }
 
     /// A database reading at `block` (which must come from [`Self::refresh`]).
@@ -136,19 +150,21 @@ impl RpcDb {
         }
     }
 
+    /// An account's balance, nonce and code, in one JSON-RPC batch (one HTTP request, not three).
     async fn fetch_account(&self, address: Address) -> Result<AccountInfo, RpcDbError> {
-        let p = &self.cache.provider;
-        let id = self.block_id();
-        let (balance, nonce, code) = tokio::try_join!(
-            async { p.get_balance(address).block_id(id).await },
-            async { p.get_transaction_count(address).block_id(id).await },
-            async { p.get_code_at(address).block_id(id).await },
-        )
-        .map_err(|e| RpcDbError(format!("account {address}: {}", causes(&e))))?;
+        let failed = |e: &dyn std::error::Error| RpcDbError(format!("account {address}: {}", causes(e)));
+        let client = self.cache.provider.client();
+        let mut batch = alloy::rpc::client::BatchRequest::new(client);
+        let params = (address, self.block_id());
+        let balance = batch.add_call::<_, U256>("eth_getBalance", &params).map_err(|e| failed(&e))?;
+        let nonce = batch.add_call::<_, U64>("eth_getTransactionCount", &params).map_err(|e| failed(&e))?;
+        let code = batch.add_call::<_, Bytes>("eth_getCode", &params).map_err(|e| failed(&e))?;
+        batch.send().await.map_err(|e| failed(&e))?;
+        let (balance, nonce, code) = tokio::try_join!(balance, nonce, code).map_err(|e| failed(&e))?;
         let code = Bytecode::new_raw(code);
         let code_hash =
             if code.is_empty() { revm::primitives::KECCAK_EMPTY } else { keccak256(code.original_byte_slice()) };
-        Ok(AccountInfo::new(balance, nonce, code_hash, code))
+        Ok(AccountInfo::new(balance, nonce.to::<u64>(), code_hash, code))
     }
 }
 
