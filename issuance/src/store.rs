@@ -106,8 +106,7 @@ pub struct ActivityView {
 pub(crate) struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) postgres: bool,
-    /// SQLite has one writer at a time: this process's write transactions queue here, in order, rather
-    /// than in SQLite's busy handler, whose growing sleeps (up to 100 ms) made intake's latency tail.
+    /// SQLite: the database's write gate ([`custody_signer::sqlite_write_gate`]).
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite: the intake writer's queue (see [`intake_writer`]).
     intake: Option<mpsc::Sender<Queued>>,
@@ -131,7 +130,7 @@ impl Store {
             if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        let write_gate = (!postgres).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let write_gate = custody_signer::sqlite_write_gate(&pool);
         let intake = write_gate.clone().map(|gate| {
             let (queue, requests) = mpsc::channel(4 * MAX_GROUP);
             tokio::spawn(intake_writer(pool.clone(), gate, requests));

@@ -353,6 +353,22 @@ pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
     Ok(options.connect(&url).await?)
 }
 
+/// The write gate of a SQLite database: this process's write transactions on it take turns here, in
+/// order, rather than in SQLite's busy handler, whose growing sleeps (up to 100 ms each) made the
+/// latency tails of intake and of the bundler's admission. One gate per database, shared by every
+/// component writing to it; `None` on PostgreSQL, whose writers do not exclude each other.
+pub fn sqlite_write_gate(pool: &AnyPool) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+    static GATES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
+    let url = pool.connect_options().database_url.clone();
+    if url.scheme() != "sqlite" {
+        return None;
+    }
+    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+    Some(gates.entry(url.as_str().to_owned()).or_default().clone())
+}
+
 /// Now, in Unix milliseconds (the timestamps every table of the service stores).
 pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
