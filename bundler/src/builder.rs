@@ -7,7 +7,8 @@
 //!                                                                      then cancel (self-transfer)
 //!            if a new block (or min_bundle_interval_ms since the last bundle, or sendBundleNow):
 //!            select (not senders with unmined ops) → re-check code hashes (COD-010) → eth_call handleOps
-//!            ── FailedOp(i) → drop op i (reason kept), retry → estimate gas → sign in the HSM
+//!            at the bundle's gas limit (its ops' limits + overheads; the node's estimate only after AA95)
+//!            ── FailedOp(i) → drop op i (reason kept), retry → sign in the HSM
 //!            → record (ops submitted) → broadcast; a bundle that hit its gas or count limit is followed
 //!            at once by the next, so the bundler keeps up with a mempool filling faster than one bundle
 //! ```
