@@ -1,7 +1,8 @@
 //! Load generator: N UserOperations from M accounts through `eth_sendUserOperation` on a chain with
 //! 2 s blocks; prints acceptance throughput and send → receipt latency percentiles, in seconds and
 //! in blocks (the baseline measured in the same run is the chain's own block interval: no receipt
-//! can come sooner than the next block). `--interval-ms 0` is the strict one-bundle-per-block trigger.
+//! can come sooner than the next block); also each validation's time under that load, and one
+//! operation's validation with the rules against bare revm (no inspector) after it. `--interval-ms 0` is the strict one-bundle-per-block trigger.
 //!
 //! ```text
 //! cargo bench -p custody-bundler --bench send [-- --ops 200 --accounts 200 --rate 100 --interval-ms 500]
@@ -153,6 +154,51 @@ async fn latencies(
     out
 }
 
+/// The validator with each validation's time recorded (while `recording`).
+struct Timed {
+    inner: Arc<dyn Validate>,
+    recording: std::sync::atomic::AtomicBool,
+    times: std::sync::Mutex<Vec<Duration>>,
+}
+
+#[async_trait::async_trait]
+impl Validate for Timed {
+    async fn validate(
+        &self,
+        op: &custody_contracts::PackedUserOperation,
+        entry_point: EntryPointVersion,
+    ) -> Result<custody_bundler::validation::ValidatedOp, custody_bundler::validation::ValidationError> {
+        let started = Instant::now();
+        let result = self.inner.validate(op, entry_point).await;
+        if self.recording.load(std::sync::atomic::Ordering::Relaxed) {
+            self.times.lock().unwrap().push(started.elapsed());
+        }
+        result
+    }
+
+    async fn recheck(
+        &self,
+        ops: &[&custody_bundler::validation::ValidatedOp],
+    ) -> Result<Vec<Option<custody_bundler::validation::ValidationError>>, custody_bundler::validation::ValidationError>
+    {
+        self.inner.recheck(ops).await
+    }
+}
+
+/// Mean time of `runs` sequential runs of `f`.
+async fn mean<F, Fut, T, E>(runs: u32, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    let started = Instant::now();
+    for _ in 0..runs {
+        f().await.unwrap();
+    }
+    started.elapsed() / runs
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -172,8 +218,10 @@ async fn main() {
     let contracts = &env.deployment.contracts;
     config.trusted_entities.extend([contracts.account_factory(VERSION), contracts.peruri_paymaster_v08]);
     let simulator = Arc::new(env.simulator());
-    let validator: Arc<dyn Validate> = simulator.clone();
-    let estimator: Arc<dyn EstimateGas> = simulator;
+    let timed =
+        Arc::new(Timed { inner: simulator.clone(), recording: false.into(), times: std::sync::Mutex::default() });
+    let validator: Arc<dyn Validate> = timed.clone();
+    let estimator: Arc<dyn EstimateGas> = simulator.clone();
     let probe = estimator.clone();
     let pool = env.keys.db.pool().await;
     let bundler =
@@ -197,9 +245,19 @@ async fn main() {
     let limits = probe.estimate(&op_for(&env, &owners[0], 1, false, None), VERSION, None).await.unwrap();
     let ops: Vec<UserOperation> =
         (0..n).map(|i| op_for(&env, &owners[i % m], 1 + (i / m) as u64, false, Some(&limits))).collect();
+    timed.recording.store(true, std::sync::atomic::Ordering::Relaxed);
     let (took, admission, lat) = run_load(&bundler, ops, rate).await;
     let _ = stop.send(());
     runner.await.unwrap().unwrap();
+    let mut validation = std::mem::take(&mut *timed.times.lock().unwrap());
+    validation.sort();
+
+    // The same-run baseline: one unsent operation validated with the rules and in bare revm (no
+    // inspector), sequentially, on the now quiet chain.
+    let probe_op = op_for(&env, &owners[0], 1 << 20, false, Some(&limits));
+    let packed = probe_op.pack().unwrap();
+    let traced = mean(200, || simulator.validate(&packed, VERSION)).await;
+    let bare = mean(200, || simulator.simulate_bare(&packed, VERSION)).await;
 
     let blocks = |d: Duration| d.as_secs_f64() / BLOCK_TIME.as_secs_f64();
     println!("bundler load: {n} operations from {m} accounts, offered at {rate}/s, {}s blocks", BLOCK_TIME.as_secs());
@@ -211,6 +269,15 @@ async fn main() {
     for (name, p) in [("p50", 0.50), ("p99", 0.99)] {
         println!("  admission     {name} {:>6.3}s", percentile(&admission, p).as_secs_f64());
     }
+    for (name, p) in [("p50", 0.50), ("p99", 0.99)] {
+        println!("  validation    {name} {:>6.1}ms (under load)", percentile(&validation, p).as_secs_f64() * 1e3);
+    }
+    println!(
+        "  validation, one op, quiet chain: with rules {:.0}µs, bare revm {:.0}µs, ratio {:.2}x",
+        traced.as_secs_f64() * 1e6,
+        bare.as_secs_f64() * 1e6,
+        traced.as_secs_f64() / bare.as_secs_f64()
+    );
     for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99)] {
         let d = percentile(&lat, p);
         println!(
