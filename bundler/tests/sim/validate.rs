@@ -117,6 +117,71 @@ async fn bad_signature_bad_nonce_and_expired_range_get_their_codes() {
     }
 }
 
+/// `op` sponsored by Peruri's paymaster for `[valid_after, valid_until]`, signed by the paymaster's
+/// signer (dev account 0, the deployment's operator) and then by `owner`.
+fn sponsored(
+    env: &crate::setup::Env,
+    version: EntryPointVersion,
+    op: &UserOperation,
+    owner: &PrivateKeySigner,
+    valid_until: u64,
+    valid_after: u64,
+) -> custody_contracts::PackedUserOperation {
+    use alloy::signers::SignerSync;
+    let s = custody_contracts::sponsorship::Sponsorship {
+        paymaster: env.deployment.contracts.paymaster(version),
+        verification_gas_limit: 100_000,
+        post_op_gas_limit: 0,
+        valid_until,
+        valid_after,
+    };
+    let mut op = UserOperation {
+        paymaster: Some(s.paymaster),
+        paymaster_verification_gas_limit: Some(U256::from(s.verification_gas_limit)),
+        paymaster_post_op_gas_limit: Some(U256::from(s.post_op_gas_limit)),
+        paymaster_data: Some(Bytes::new()),
+        ..op.clone()
+    };
+    let digest = s.signing_digest(&op.pack().expect("packs"), env.chain.chain_id());
+    let signature = env.chain.dev_accounts()[0].sign_hash_sync(&digest).expect("signs").as_bytes();
+    op.paymaster_data =
+        Some(s.paymaster_and_data(&signature).slice(custody_contracts::userop::PAYMASTER_DATA_OFFSET..));
+    env.sign(version, &op, owner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_or_not_yet_valid_paymaster_data_gets_32503() {
+    let env = env().await;
+    // Peruri's paymaster reads its own storage (its signers), so it is trusted as `custody serve` does.
+    let mut config = env.config();
+    let c = &env.deployment.contracts;
+    config.trusted.factories.extend(EntryPointVersion::ALL.map(|v| c.account_factory(v)));
+    config.trusted.paymasters.extend(EntryPointVersion::ALL.map(|v| c.paymaster(v)));
+    let sim = env.simulator_with(config);
+    let now = env.provider.get_block_by_number(Default::default()).await.expect("rpc").expect("block").header.timestamp;
+    for version in EntryPointVersion::ALL {
+        let owner = PrivateKeySigner::random();
+        let sender = env.account_address(version, owner.address());
+        let op = env.op(version, sender, Some(owner.address()), Bytes::new()).await;
+
+        let valid = sim.validate(&sponsored(&env, version, &op, &owner, now + 3600, 0), version).await;
+        let valid = valid.expect("a current sponsorship validates");
+        assert_eq!(valid.valid_until, now + 3600, "{version}");
+        assert_eq!(valid.paymaster.map(|p| p.address), Some(env.deployment.contracts.paymaster(version)));
+
+        let expired = sim.validate(&sponsored(&env, version, &op, &owner, now - 1, 0), version).await;
+        let e = expired.expect_err("an expired sponsorship");
+        assert_eq!(e.code, RpcErrorCode::ShortDeadline, "{version}: {e}");
+        assert_eq!(e.code.code(), -32503);
+        assert!(e.message.contains("validUntil"), "{version}: {e}");
+
+        let early = sim.validate(&sponsored(&env, version, &op, &owner, now + 3600, now + 600), version).await;
+        let e = early.expect_err("a sponsorship valid only later");
+        assert_eq!(e.code, RpcErrorCode::ShortDeadline, "{version}: {e}");
+        assert!(e.message.contains("validAfter"), "{version}: {e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_state_cache_follows_new_blocks() {
     let env = env().await;
