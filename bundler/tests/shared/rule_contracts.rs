@@ -5,6 +5,7 @@
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolValue};
+use custody_contracts::entry_point::IEntryPointSimulations;
 use custody_contracts::test_utils::LocalChain;
 use custody_contracts::{EntryPointVersion, UserOperation};
 
@@ -13,19 +14,6 @@ alloy::sol! {
     #[sol(rpc)]
     interface IStakeable {
         function addStake(address entryPoint, uint32 unstakeDelaySec) external payable;
-    }
-
-    /// The EntryPoint's stake book (v0.7 and v0.8).
-    #[sol(rpc)]
-    interface IStakeManager {
-        struct DepositInfo {
-            uint256 deposit;
-            bool staked;
-            uint112 stake;
-            uint32 unstakeDelaySec;
-            uint48 withdrawTime;
-        }
-        function getDepositInfo(address account) external view returns (DepositInfo memory info);
     }
 
     interface IRuleFactory {
@@ -93,7 +81,9 @@ pub(crate) async fn stake(chain: &LocalChain, version: EntryPointVersion, entity
         .await
         .expect("addStake receipt");
     assert!(receipt.status(), "addStake succeeded");
-    let info = IStakeManager::new(version.address(), provider).getDepositInfo(entity).call().await.expect("info");
+    // The EntryPoint's own getDepositInfo, through the binding of its simulation code (the same function).
+    let entry_point = IEntryPointSimulations::new(version.address(), provider);
+    let info = entry_point.getDepositInfo(entity).call().await.expect("info");
     assert_eq!((U256::from(info.stake), info.unstakeDelaySec), (amount, delay), "{version}: stake recorded");
 }
 

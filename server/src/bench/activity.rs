@@ -27,8 +27,7 @@ use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config};
 use serde_json::json;
 use sqlx::Row;
 
-use super::{Sample, wait_healthy};
-use crate::config::RateLimitConfig;
+use super::{Sample, start_api};
 
 /// Options of `custody bench activity`.
 #[derive(Debug, clap::Args)]
@@ -94,7 +93,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
 
     // The API with the mirror worker, in this process.
     let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(dir.path())?;
-    let mut config = crate::devnet::api_config(
+    let config = crate::devnet::api_config(
         &softhsm,
         &db_url,
         Some(chain.rpc_url()),
@@ -102,13 +101,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
         jwt_public,
         "127.0.0.1:0".parse()?,
     );
-    config.server.rate_limit = RateLimitConfig { per_second: 0, burst: 0 };
-    config.bundler = None;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let api = tokio::spawn(crate::serve::serve_on(listener, config));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    wait_healthy(&http, &url).await?;
+    let (url, http, api) = start_api(config, 256).await?;
     let app = crate::devnet_auth::token(&jwt_private, "bench-app", &["app"])?;
 
     // 2. A steady rate of activities.

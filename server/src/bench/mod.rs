@@ -93,6 +93,23 @@ where
     Ok(Sample { latencies, wall: started.elapsed() })
 }
 
+/// Serves `config` in this process on a loopback port, with the per-client rate limit and the bundler
+/// off, and waits until it answers; returns its URL, a client keeping `idle` connections per host, and
+/// the server task (abort it when done).
+async fn start_api(
+    mut config: crate::config::Config,
+    idle: usize,
+) -> anyhow::Result<(String, reqwest::Client, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    config.server.rate_limit = crate::config::RateLimitConfig { per_second: 0, burst: 0 };
+    config.bundler = None;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let api = tokio::spawn(crate::serve::serve_on(listener, config));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(idle).build()?;
+    wait_healthy(&http, &url).await?;
+    Ok((url, http, api))
+}
+
 async fn wait_healthy(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

@@ -18,8 +18,8 @@ use custody_hsm_sim::SoftHsm;
 use custody_signer::{Backend, Hsm, KeyStore, Keyring, Pkcs11Config};
 use serde_json::json;
 
-use super::{measure, wait_healthy};
-use crate::config::{Config, RateLimitConfig};
+use super::{measure, start_api};
+use crate::config::Config;
 
 /// Options of `custody bench wallets`.
 #[derive(Debug, clap::Args)]
@@ -75,15 +75,9 @@ pub(super) async fn run(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<(
         custody_contracts::DeployConfig::single_operator(alloy::primitives::Address::repeat_byte(1)).addresses();
     let deployment = custody_contracts::Deployment { chain_id: 1337, block: 0, contracts };
     std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
-    let mut config =
+    let config =
         crate::devnet::api_config(&softhsm, &db_url, None, &deployment_file, jwt_public, "127.0.0.1:0".parse()?);
-    config.server.rate_limit = RateLimitConfig { per_second: 0, burst: 0 };
-    config.bundler = None;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let api = tokio::spawn(crate::serve::serve_on(listener, config));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    wait_healthy(&http, &url).await?;
+    let (url, http, api) = start_api(config, 64).await?;
 
     // 2. Wallet creation over HTTP.
     let app = Arc::new(crate::devnet_auth::token(&jwt_private, "bench-app", &["app"])?);
