@@ -264,8 +264,8 @@ type Queued = (Intake, oneshot::Sender<Result<Tracked, Error>>);
 /// Activities the SQLite intake writer commits in one transaction at most.
 const MAX_GROUP: usize = 128;
 
-/// The SQLite intake writer: whatever has queued is stored in one transaction, a savepoint per activity
-/// (so one refused activity does not undo the others), after waiting its turn at the write gate. SQLite
+/// The SQLite intake writer: whatever has queued is stored in one transaction (see [`insert_group`]: one
+/// refused activity does not undo the others), after waiting its turn at the write gate. SQLite
 /// has one writer; one transaction per activity made requests queue in its busy handler.
 async fn intake_writer(pool: AnyPool, gate: Arc<tokio::sync::Mutex<()>>, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
@@ -303,7 +303,13 @@ async fn insert_alone(pool: &AnyPool, request: &Intake) -> Result<Tracked, Error
     Ok(tracked)
 }
 
+/// The group in one transaction: first without savepoints (two statements fewer per activity); if an
+/// activity fails there, other than by an idempotency conflict (which writes nothing), everything is rolled
+/// back and written again with a savepoint per activity.
 async fn insert_group(pool: &AnyPool, group: &[Queued]) -> Result<Vec<Result<Tracked, Error>>, Error> {
+    if let Some(results) = insert_group_unguarded(pool, group).await? {
+        return Ok(results);
+    }
     let mut tx = pool.begin().await.map_err(Error::db("begin"))?;
     let mut results = Vec::with_capacity(group.len());
     for (request, _) in group {
@@ -321,6 +327,28 @@ async fn insert_group(pool: &AnyPool, group: &[Queued]) -> Result<Vec<Result<Tra
     }
     tx.commit().await.map_err(Error::db("commit activities"))?;
     Ok(results)
+}
+
+/// The group without savepoints; `None`, rolled back, as soon as an activity fails other than by an
+/// idempotency conflict.
+async fn insert_group_unguarded(
+    pool: &AnyPool,
+    group: &[Queued],
+) -> Result<Option<Vec<Result<Tracked, Error>>>, Error> {
+    let mut tx = pool.begin().await.map_err(Error::db("begin"))?;
+    let mut results = Vec::with_capacity(group.len());
+    for (request, _) in group {
+        match insert(&mut tx, request).await {
+            Ok(tracked) => results.push(Ok(tracked)),
+            Err(Error::IdempotencyConflict) => results.push(Err(Error::IdempotencyConflict)),
+            Err(e) => {
+                tracing::debug!(error = %e, "an activity failed in its group; writing the group with savepoints");
+                return Ok(None); // the transaction rolls back as it drops
+            }
+        }
+    }
+    tx.commit().await.map_err(Error::db("commit activities"))?;
+    Ok(Some(results))
 }
 
 /// Writes one activity (or finds its replay) inside `conn`'s transaction.
