@@ -2,7 +2,8 @@
 //! 2 s blocks; prints acceptance throughput and send → receipt latency percentiles, in seconds and
 //! in blocks (the baseline measured in the same run is the chain's own block interval: no receipt
 //! can come sooner than the next block); also each validation's time under that load, and one
-//! operation's validation with the rules against bare revm (no inspector) after it. `--interval-ms 0` is the strict one-bundle-per-block trigger.
+//! operation's validation with the rules against bare revm (no inspector) after it. `--interval-ms 0`
+//! is the strict one-bundle-per-block trigger.
 //!
 //! ```text
 //! cargo bench -p custody-bundler --bench send [-- --ops 200 --accounts 200 --rate 100 --interval-ms 500]

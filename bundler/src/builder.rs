@@ -276,8 +276,8 @@ impl Bundler {
                 .collect::<Result<Vec<PackedUserOperation>, _>>()
                 .map_err(|e| BundlerError::corrupt("operation", e))?;
             let gas_limit = bundle_gas_limit(&ops);
-            let call = entry_point.handleOps(packed.clone(), beneficiary).from(from).gas(gas_limit);
-            let failure = match call.block(BlockId::latest()).call().await {
+            let handle_ops = entry_point.handleOps(packed.clone(), beneficiary).from(from);
+            let failure = match handle_ops.clone().gas(gas_limit).block(BlockId::latest()).call().await {
                 Ok(_) => break (packed, gas_limit),
                 Err(e) => {
                     if let Some(f) = e.as_decoded_error::<IEntryPoint::FailedOp>() {
@@ -299,12 +299,7 @@ impl Bundler {
             }
             if reason.starts_with("AA95") {
                 // The bundle's gas limit, not the operation: fall back to the node's estimate.
-                let gas = entry_point
-                    .handleOps(packed.clone(), beneficiary)
-                    .from(from)
-                    .estimate_gas()
-                    .await
-                    .map_err(|e| BundlerError::node("estimate handleOps", e))?;
+                let gas = handle_ops.estimate_gas().await.map_err(|e| BundlerError::node("estimate handleOps", e))?;
                 warn!(computed = gas_limit, estimated = gas, "bundle gas limit below the node's estimate; using it");
                 break (packed, gas + gas / 5);
             }

@@ -2,10 +2,9 @@
 //! transactions and key nonces. Addresses and hashes are stored as lowercase `0x` hex, nonces as
 //! 64-digit hex so that text order is numeric order.
 
-use std::sync::Arc;
-
 use alloy::primitives::{Address, B256, U256};
 use custody_contracts::{EntryPointVersion, UserOperation};
+use custody_signer::WriteGate;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
@@ -138,8 +137,8 @@ const OP_COLUMNS: &str = "hash, entry_point, op_json, validated_json, status, re
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
     pool: AnyPool,
-    /// SQLite: the database's write gate ([`custody_signer::sqlite_write_gate`]), taken by every write.
-    gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The database's write gate, taken by every write.
+    gate: WriteGate,
 }
 
 impl Store {
@@ -155,15 +154,7 @@ impl Store {
         // Other components share the database and keep their own migrations.
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        Ok(Self { gate: custody_signer::sqlite_write_gate(&pool), pool })
-    }
-
-    /// This writer's turn at the write gate (SQLite); hold it until the write commits.
-    async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        }
+        Ok(Self { gate: WriteGate::of(&pool), pool })
     }
 
     fn op_from_row(row: &AnyRow) -> Result<StoredOp, BundlerError> {
@@ -190,7 +181,7 @@ impl Store {
     /// Inserts a new pending operation; if `replaces` is set, that operation becomes `replaced` in the
     /// same transaction. `Ok(false)` when another live operation already holds the sender and nonce.
     pub(crate) async fn insert_op(&self, op: &StoredOp, replaces: Option<B256>) -> Result<bool, BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let mut tx = self.pool.begin().await?;
         let now = now_millis();
         if let Some(old) = replaces {
@@ -318,7 +309,7 @@ impl Store {
         reason: Option<&str>,
         tx_hash: Option<B256>,
     ) -> Result<u64, BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let from_list = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "UPDATE bundler_user_ops SET status = $1, reason = COALESCE($2, reason), tx_hash = COALESCE($3, tx_hash), \
@@ -350,7 +341,7 @@ impl Store {
         block_number: u64,
         block_hash: B256,
     ) -> Result<Vec<B256>, BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let mut tx = self.pool.begin().await?;
         let mut moved = Vec::new();
         for hash in hashes {
@@ -375,7 +366,7 @@ impl Store {
 
     /// Drops every pending operation (debug_bundler_clearState).
     pub(crate) async fn drop_pending(&self) -> Result<u64, BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let done = sqlx::query(
             "UPDATE bundler_user_ops SET status = 'dropped', reason = 'mempool cleared', updated_at = $1 \
              WHERE status = 'pending'",
@@ -408,7 +399,7 @@ impl Store {
     }
 
     pub(crate) async fn put_reputation(&self, r: &RepRow) -> Result<(), BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         sqlx::query(
             "INSERT INTO bundler_reputation (address, ops_seen, ops_included, decayed_hour) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (address) DO UPDATE SET ops_seen = excluded.ops_seen, \
@@ -431,7 +422,7 @@ impl Store {
         included: u64,
         hour: i64,
     ) -> Result<(), BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         sqlx::query(
             "INSERT INTO bundler_reputation (address, ops_seen, ops_included, decayed_hour) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (address) DO UPDATE SET ops_seen = bundler_reputation.ops_seen + excluded.ops_seen, \
@@ -447,7 +438,7 @@ impl Store {
     }
 
     pub(crate) async fn clear_reputation(&self) -> Result<(), BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         sqlx::query("DELETE FROM bundler_reputation").execute(&self.pool).await?;
         Ok(())
     }
@@ -458,7 +449,7 @@ impl Store {
     /// before it is broadcast (so a crash cannot lose track of it). `Ok(false)` if an operation was no
     /// longer pending (nothing is written).
     pub(crate) async fn record_tx(&self, t: &StoredTx, replaces: Option<B256>) -> Result<bool, BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let mut tx = self.pool.begin().await?;
         let now = now_millis();
         sqlx::query(
@@ -542,7 +533,7 @@ impl Store {
         nonce: u64,
         mined: Option<B256>,
     ) -> Result<(), BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE bundler_txs SET status = 'dropped' WHERE signer = $1 AND nonce = $2 AND status = 'pending'",
@@ -563,7 +554,7 @@ impl Store {
 
     /// Records that a transaction was broadcast again at `block` (so it is not retried every poll).
     pub(crate) async fn touch_tx(&self, tx_hash: B256, block: u64) -> Result<(), BundlerError> {
-        let _turn = self.turn().await;
+        let _turn = self.gate.turn().await;
         sqlx::query("UPDATE bundler_txs SET sent_block = $1 WHERE tx_hash = $2")
             .bind(to_i64(block))
             .bind(hex_b256(tx_hash))

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use alloy::primitives::keccak256;
+use custody_signer::WriteGate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Any, AnyPool, Row, Transaction, migrate::Migrator};
@@ -106,8 +107,8 @@ pub struct ActivityView {
 pub(crate) struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) postgres: bool,
-    /// SQLite: the database's write gate ([`custody_signer::sqlite_write_gate`]).
-    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The database's write gate.
+    write_gate: WriteGate,
     /// SQLite: the intake writer's queue (see [`intake_writer`]).
     intake: Option<mpsc::Sender<Queued>>,
 }
@@ -130,10 +131,10 @@ impl Store {
             if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        let write_gate = custody_signer::sqlite_write_gate(&pool);
-        let intake = write_gate.clone().map(|gate| {
+        let write_gate = WriteGate::of(&pool);
+        let intake = write_gate.takes_turns().then(|| {
             let (queue, requests) = mpsc::channel(4 * MAX_GROUP);
-            tokio::spawn(intake_writer(pool.clone(), gate, requests));
+            tokio::spawn(intake_writer(pool.clone(), write_gate.clone(), requests));
             queue
         });
         Ok(Self { pool, postgres, write_gate, intake })
@@ -145,10 +146,7 @@ impl Store {
         &self,
         what: &'static str,
     ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>), Error> {
-        let turn = match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_gate.turn().await;
         Ok((turn, self.pool.begin().await.map_err(Error::db(what))?))
     }
 
@@ -267,7 +265,7 @@ const MAX_GROUP: usize = 128;
 /// The SQLite intake writer: whatever has queued is stored in one transaction (see [`insert_group`]: one
 /// refused activity does not undo the others), after waiting its turn at the write gate. SQLite
 /// has one writer; one transaction per activity made requests queue in its busy handler.
-async fn intake_writer(pool: AnyPool, gate: Arc<tokio::sync::Mutex<()>>, mut queue: mpsc::Receiver<Queued>) {
+async fn intake_writer(pool: AnyPool, gate: WriteGate, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP
@@ -275,7 +273,7 @@ async fn intake_writer(pool: AnyPool, gate: Arc<tokio::sync::Mutex<()>>, mut que
         {
             group.push(next);
         }
-        let turn = gate.lock().await;
+        let turn = gate.turn().await;
         match insert_group(&pool, &group).await {
             Ok(results) => {
                 drop(turn);

@@ -36,4 +36,4 @@ pub use eth::EthSigner;
 pub use keyring::{Backend, Keyring};
 pub use kms::{Kms, KmsConfig, KmsKey};
 pub use pkcs11::{Hsm, ObjectFacts, Pkcs11Config, TokenKey, WrappedKey};
-pub use store::{KeyClass, KeyRecord, KeyState, KeyStore, connect_pool, now_millis, sqlite_write_gate};
+pub use store::{KeyClass, KeyRecord, KeyState, KeyStore, WriteGate, connect_pool, now_millis};

@@ -356,17 +356,36 @@ pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
 /// The write gate of a SQLite database: this process's write transactions on it take turns here, in
 /// order, rather than in SQLite's busy handler, whose growing sleeps (up to 100 ms each) made the
 /// latency tails of intake and of the bundler's admission. One gate per database, shared by every
-/// component writing to it; `None` on PostgreSQL, whose writers do not exclude each other.
-pub fn sqlite_write_gate(pool: &AnyPool) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-    static GATES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
-    let url = pool.connect_options().database_url.clone();
-    if url.scheme() != "sqlite" {
-        return None;
+/// component writing to it; open (no turns) on PostgreSQL, whose writers do not exclude each other.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteGate {
+    /// The gate of `pool`'s database.
+    pub fn of(pool: &AnyPool) -> Self {
+        use std::collections::HashMap;
+        use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+        static GATES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
+        let url = pool.connect_options().database_url.clone();
+        if url.scheme() != "sqlite" {
+            return Self(None);
+        }
+        let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+        Self(Some(gates.entry(url.as_str().to_owned()).or_default().clone()))
     }
-    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
-    Some(gates.entry(url.as_str().to_owned()).or_default().clone())
+
+    /// Whether writers take turns (SQLite).
+    pub fn takes_turns(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// This writer's turn (on PostgreSQL at once); hold it until the write commits.
+    pub async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
 }
 
 /// Now, in Unix milliseconds (the timestamps every table of the service stores).
