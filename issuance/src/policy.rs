@@ -50,33 +50,40 @@ impl Policy {
         (kind == ATTENDANCE).then(|| crate::time::year_month(occurred_at).to_string())
     }
 
-    /// What an activity issues; `count` is the period counter after this activity (attendance).
-    pub(crate) fn evaluate(&self, kind: &str, payload: &Value, occurred_at: i64, count: u64) -> Vec<Award> {
+    /// What an activity issues, each award with the period count (see [`Policy::counter`]) from which it
+    /// is issued, 0 for always: the store applies them once it knows the count after this activity.
+    pub(crate) fn awards(&self, kind: &str, payload: &Value, occurred_at: i64) -> Vec<(Award, u64)> {
         let c = &self.config;
         match kind {
             ATTENDANCE => {
-                let mut awards = vec![Award::Token(c.attendance.amount)];
+                let mut awards = vec![(Award::Token(c.attendance.amount), 0)];
                 let threshold = c.attendance.monthly_threshold;
-                if threshold > 0 && count >= threshold {
+                if threshold > 0 {
                     let month = crate::time::year_month(occurred_at);
-                    awards.push(Award::Badge(c.attendance.monthly_badge_base.saturating_add(month)));
+                    awards.push((Award::Badge(c.attendance.monthly_badge_base.saturating_add(month)), threshold));
                 }
                 awards
             }
             TRAINING => {
                 let badge = payload.get("badge_id").and_then(Value::as_u64).unwrap_or(c.training.badge_id);
-                vec![Award::Badge(badge), Award::Token(c.training.bonus)]
+                vec![(Award::Badge(badge), 0), (Award::Token(c.training.bonus), 0)]
             }
             MILESTONE => {
                 let name = payload.get("milestone").and_then(Value::as_str);
                 let badge = name.and_then(|n| c.milestones.get(n)).copied();
-                badge.map(Award::Badge).into_iter().chain([Award::Log]).collect()
+                badge.map(Award::Badge).into_iter().chain([Award::Log]).map(|a| (a, 0)).collect()
             }
             _ => Vec::new(),
         }
         .into_iter()
-        .filter(|a| !matches!(a, Award::Token(0)))
+        .filter(|(a, _)| !matches!(a, Award::Token(0)))
         .collect()
+    }
+
+    /// What an activity issues when the period count after it is `count`.
+    #[cfg(test)]
+    fn evaluate(&self, kind: &str, payload: &Value, occurred_at: i64, count: u64) -> Vec<Award> {
+        self.awards(kind, payload, occurred_at).into_iter().filter(|(_, from)| count >= *from).map(|(a, _)| a).collect()
     }
 }
 

@@ -6,7 +6,7 @@ use alloy::primitives::keccak256;
 use custody_signer::WriteGate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Any, AnyPool, Row, Transaction, migrate::Migrator};
+use sqlx::{Any, AnyPool, Row, Transaction, any::AnyArguments, migrate::Migrator, query::Query};
 use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use crate::{
@@ -150,9 +150,9 @@ impl Store {
         Ok((turn, self.pool.begin().await.map_err(Error::db(what))?))
     }
 
-    /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction
-    /// (on SQLite, the intake writer's). The same `(caller, key)` with the same parameters returns the
-    /// first activity; with others, a conflict.
+    /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction (on
+    /// SQLite, the intake writer's; on PostgreSQL, one statement's). The same `(caller, key)` with the same
+    /// parameters returns the first activity; with others, a conflict.
     pub(crate) async fn track(&self, request: Intake) -> Result<Tracked, Error> {
         if let Some(writer) = &self.intake {
             let (reply, answer) = oneshot::channel();
@@ -163,7 +163,11 @@ impl Store {
             }
             return Err(Error::IntakeStopped);
         }
-        insert_alone(&self.pool, &request).await
+        if self.postgres {
+            insert_postgres(&self.pool, &request).await
+        } else {
+            insert_alone(&self.pool, &request).await
+        }
     }
 
     /// The activity `id` as the API shows it.
@@ -349,67 +353,30 @@ async fn insert_group_unguarded(
     Ok(Some(results))
 }
 
-/// Writes one activity (or finds its replay) inside `conn`'s transaction.
-async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, Error> {
-    let conn = &mut **conn;
-    let request_hash = request_hash(&r.activity, r.direct.as_ref());
-    let id = format!("0x{}", hex::encode(rand::random::<[u8; 32]>()));
-    let now = now_millis();
-    // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
-    let inserted = sqlx::query(
-        "INSERT INTO issuance_activities (id, caller, idempotency_key, request_hash, user_id, kind, payload, \
-         occurred_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) \
-         ON CONFLICT (caller, idempotency_key) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&r.caller)
-    .bind(&r.key)
-    .bind(&request_hash)
-    .bind(&r.activity.user_id)
-    .bind(&r.activity.kind)
-    .bind(r.activity.payload.to_string())
-    .bind(r.activity.occurred_at)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(Error::db("insert activity"))?
-    .rows_affected();
-    if inserted == 0 {
-        let row =
-            sqlx::query("SELECT id, request_hash FROM issuance_activities WHERE caller = $1 AND idempotency_key = $2")
-                .bind(&r.caller)
-                .bind(&r.key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(Error::db("select replay"))?;
-        let stored: String = row.try_get("request_hash").map_err(Error::db("decode replay"))?;
-        if stored != request_hash {
-            return Err(Error::IdempotencyConflict);
-        }
-        return Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode replay"))?, created: false });
-    }
+/// A row of `issuance_items` an activity writes if the period count after it reaches `from_count`.
+#[derive(Debug, Serialize)]
+struct Item {
+    kind: &'static str,
+    amount: Option<String>,
+    badge_id: Option<String>,
+    /// A badge's user and id: the unique key that keeps it to one per user.
+    once_key: Option<String>,
+    from_count: i64,
+}
+
+/// The period counter `r` advances (none for direct awards).
+fn period(r: &Intake) -> Option<String> {
+    r.direct.is_none().then(|| Policy::counter(&r.activity.kind, r.activity.occurred_at)).flatten()
+}
+
+/// What `r` may issue (a direct award, or the policy's).
+fn items(r: &Intake) -> Vec<Item> {
     let awards = match &r.direct {
-        Some(award) => vec![award.clone()],
-        None => {
-            let mut count = 0;
-            if let Some(period) = Policy::counter(&r.activity.kind, r.activity.occurred_at) {
-                let row = sqlx::query(
-                    "INSERT INTO issuance_counters (user_id, period, count) VALUES ($1, $2, 1) \
-                     ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 \
-                     RETURNING count",
-                )
-                .bind(&r.activity.user_id)
-                .bind(&period)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(Error::db("count"))?;
-                count = u64::try_from(row.try_get::<i64, _>("count").map_err(Error::db("decode count"))?).unwrap_or(0);
-            }
-            r.policy.evaluate(&r.activity.kind, &r.activity.payload, r.activity.occurred_at, count)
-        }
+        Some(award) => vec![(award.clone(), 0)],
+        None => r.policy.awards(&r.activity.kind, &r.activity.payload, r.activity.occurred_at),
     };
-    for award in awards {
-        let (kind, amount, badge, once) = match award {
+    let item = |(award, from): (Award, u64)| {
+        let (kind, amount, badge_id, once_key) = match award {
             Award::Token(n) => ("token", Some(base_units(n)), None, None),
             Award::Burn(n) => ("burn", Some(base_units(n)), None, None),
             Award::Badge(b) => {
@@ -418,15 +385,77 @@ async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, 
             }
             Award::Log => ("log", None, None, None),
         };
+        Item { kind, amount, badge_id, once_key, from_count: i64::try_from(from).unwrap_or(i64::MAX) }
+    };
+    awards.into_iter().map(item).collect()
+}
+
+/// The activity's row, `$1`–`$9` as [`bind_activity`] binds them; a replayed key writes nothing.
+macro_rules! insert_activity {
+    () => {
+        "INSERT INTO issuance_activities (id, caller, idempotency_key, request_hash, user_id, kind, payload, \
+         occurred_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) \
+         ON CONFLICT (caller, idempotency_key) DO NOTHING"
+    };
+}
+
+/// Binds `$1`–`$9` of `insert_activity!`: the activity `r` under the new `id`.
+fn bind_activity<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    r: &'q Intake,
+    id: String,
+    request_hash: &'q str,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(id)
+        .bind(&r.caller)
+        .bind(&r.key)
+        .bind(request_hash)
+        .bind(&r.activity.user_id)
+        .bind(&r.activity.kind)
+        .bind(r.activity.payload.to_string())
+        .bind(r.activity.occurred_at)
+        .bind(now_millis())
+}
+
+/// Writes one activity (or finds its replay) inside `conn`'s transaction.
+async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, Error> {
+    let conn = &mut **conn;
+    let request_hash = request_hash(&r.activity, r.direct.as_ref());
+    let id = new_id();
+    // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
+    let inserted = bind_activity(sqlx::query(insert_activity!()), r, id.clone(), &request_hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db("insert activity"))?
+        .rows_affected();
+    if inserted == 0 {
+        return replay(&mut *conn, r, &request_hash).await;
+    }
+    let mut count = 0;
+    if let Some(period) = period(r) {
+        let row = sqlx::query(
+            "INSERT INTO issuance_counters (user_id, period, count) VALUES ($1, $2, 1) \
+             ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 \
+             RETURNING count",
+        )
+        .bind(&r.activity.user_id)
+        .bind(&period)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(Error::db("count"))?;
+        count = row.try_get::<i64, _>("count").map_err(Error::db("decode count"))?;
+    }
+    for item in items(r).into_iter().filter(|i| count >= i.from_count) {
         sqlx::query(
             "INSERT INTO issuance_items (activity_id, kind, amount, badge_id, once_key) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (once_key) DO NOTHING",
         )
         .bind(&id)
-        .bind(kind)
-        .bind(amount)
-        .bind(badge)
-        .bind(once)
+        .bind(item.kind)
+        .bind(item.amount)
+        .bind(item.badge_id)
+        .bind(item.once_key)
         .execute(&mut *conn)
         .await
         .map_err(Error::db("insert item"))?;
@@ -437,6 +466,64 @@ async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, 
         .await
         .map_err(Error::db("insert outbox"))?;
     Ok(Tracked { id, created: true })
+}
+
+/// PostgreSQL: [`insert`] as one statement, so one round trip and no transaction block. Its data-modifying
+/// `WITH` parts run in one snapshot and commit together; the items are filtered by the counter's
+/// `RETURNING` value, as [`insert`] filters them by its own.
+async fn insert_postgres(pool: &AnyPool, r: &Intake) -> Result<Tracked, Error> {
+    let request_hash = request_hash(&r.activity, r.direct.as_ref());
+    let items = serde_json::to_string(&items(r)).map_err(|_| Error::CorruptRow("issuance_items"))?;
+    let sql = concat!(
+        "WITH activity AS (",
+        insert_activity!(),
+        " RETURNING id \
+         ), counter AS ( \
+           INSERT INTO issuance_counters (user_id, period, count) SELECT $5, $10::text, 1 FROM activity \
+           WHERE $10::text IS NOT NULL \
+           ON CONFLICT (user_id, period) DO UPDATE SET count = issuance_counters.count + 1 RETURNING count \
+         ), items AS ( \
+           INSERT INTO issuance_items (activity_id, kind, amount, badge_id, once_key) \
+           SELECT activity.id, x.kind, x.amount, x.badge_id, x.once_key FROM activity, ROWS FROM ( \
+             json_to_recordset($11::json) AS (kind text, amount text, badge_id text, once_key text, from_count bigint) \
+           ) WITH ORDINALITY AS x (kind, amount, badge_id, once_key, from_count, n) \
+           WHERE x.from_count <= COALESCE((SELECT count FROM counter), 0) ORDER BY x.n \
+           ON CONFLICT (once_key) DO NOTHING \
+         ), outbox AS ( \
+           INSERT INTO issuance_outbox (activity_id) SELECT id FROM activity \
+         ) SELECT id FROM activity"
+    );
+    let row = bind_activity(sqlx::query(sql), r, new_id(), &request_hash)
+        .bind(period(r))
+        .bind(items)
+        .fetch_optional(pool)
+        .await
+        .map_err(Error::db("insert activity"))?;
+    match row {
+        Some(row) => Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode activity"))?, created: true }),
+        None => replay(&mut *pool.acquire().await.map_err(Error::db("connect"))?, r, &request_hash).await,
+    }
+}
+
+/// The activity already stored under `r`'s key: the same one if its parameters match, else a conflict.
+async fn replay(conn: &mut sqlx::AnyConnection, r: &Intake, request_hash: &str) -> Result<Tracked, Error> {
+    let row =
+        sqlx::query("SELECT id, request_hash FROM issuance_activities WHERE caller = $1 AND idempotency_key = $2")
+            .bind(&r.caller)
+            .bind(&r.key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::db("select replay"))?;
+    let stored: String = row.try_get("request_hash").map_err(Error::db("decode replay"))?;
+    if stored != request_hash {
+        return Err(Error::IdempotencyConflict);
+    }
+    Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode replay"))?, created: false })
+}
+
+/// A new activity id: 32 random bytes, hex.
+fn new_id() -> String {
+    format!("0x{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
 /// The fingerprint of an intake call's parameters.

@@ -326,6 +326,9 @@ fn redact(key: &KeyRecord) -> &str {
     }
 }
 
+/// How long a pooled connection may sit idle before it is pinged on acquire.
+const PING_IF_IDLE: Duration = Duration::from_secs(5);
+
 /// A pool on `sqlite://…` (created if missing; WAL, busy timeout) or `postgres://…`.
 pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
     sqlx::any::install_default_drivers();
@@ -338,6 +341,17 @@ pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
     let options = AnyPoolOptions::new()
         .max_connections(if sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
+        // A connection used within the last few seconds is known good: pinging it on every acquire
+        // (sqlx's default) cost a round trip per transaction. One idle longer is pinged first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if sqlite {
