@@ -2,7 +2,6 @@
 //! token minting for the test keys.
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -27,7 +26,6 @@ pub struct Service {
     /// The running `custody serve`, once launched.
     child: Option<Child>,
     pub http: reqwest::Client,
-    port: u16,
     tls: bool,
 }
 
@@ -48,14 +46,15 @@ impl Service {
     pub async fn prepare(engine: Engine, extra: &str) -> Self {
         let hsm = SoftHsm::fresh("api").unwrap();
         let db = TestDb::new(engine).await;
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = hsm.dir().join("custody.toml");
         std::fs::write(
             &config,
             format!(
                 r#"
 [server]
-listen = "127.0.0.1:{port}"
+# Port 0: the service picks a free port and logs it (see `Self::wait_ready`); a port picked here
+# could be taken by another test's service before this one binds it.
+listen = "127.0.0.1:0"
 body_limit_bytes = 16384
 request_timeout_secs = 10
 drain_secs = 5
@@ -93,9 +92,7 @@ public_key_file = "{ed}"
         let deployment = custody_contracts::Deployment { chain_id: 1337, block: 0, contracts };
         std::fs::write(hsm.dir().join("deployment.json"), serde_json::to_string(&deployment).unwrap()).unwrap();
         let tls = extra.contains("[server.tls]");
-        let scheme = if tls { "https" } else { "http" };
-        let url = format!("{scheme}://127.0.0.1:{port}");
-        Self { url, hsm, db, config, child: None, http: reqwest::Client::new(), port, tls }
+        Self { url: String::new(), hsm, db, config, child: None, http: reqwest::Client::new(), tls }
     }
 
     /// The deployment record the service reads (write a real deployment's here before launching).
@@ -107,7 +104,9 @@ public_key_file = "{ed}"
     /// (`custody.log`) is appended to across launches.
     pub async fn launch(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "custody serve is already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.hsm.dir().join("custody.log"));
+        let log_path = self.hsm.dir().join("custody.log");
+        let logged_before = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path);
         let child = self
             .command()
             .args(["--config"])
@@ -120,7 +119,7 @@ public_key_file = "{ed}"
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_ready().await;
+        self.wait_ready(&log_path, logged_before).await;
     }
 
     /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
@@ -137,19 +136,23 @@ public_key_file = "{ed}"
         self.launch(env).await;
     }
 
-    /// Waits for `/healthz` (plain HTTP) or for the port to accept (HTTPS).
-    async fn wait_ready(&mut self) {
+    /// Waits for this launch's "custody API listening" line in the log (after `logged_before` bytes),
+    /// takes the URL from its address, then (plain HTTP) waits for `/healthz`.
+    async fn wait_ready(&mut self, log_path: &std::path::Path, logged_before: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut addr = None;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().expect("launched").try_wait().unwrap() {
                 panic!("custody serve exited: {status}");
             }
-            let up = if self.tls {
-                tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
-            } else {
-                self.http.get(format!("{}/healthz", self.url)).send().await.is_ok()
-            };
-            if up {
+            if addr.is_none() {
+                addr = listening_addr(log_path, logged_before);
+                if let Some(addr) = &addr {
+                    self.url = format!("{}://{addr}", if self.tls { "https" } else { "http" });
+                }
+            }
+            // With TLS, listening is enough (a handshake needs the test's own certificates).
+            if addr.is_some() && (self.tls || self.http.get(format!("{}/healthz", self.url)).send().await.is_ok()) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -254,4 +257,15 @@ pub fn token_with(kid: &str, claims: &Value) -> String {
 /// An ES256 token for `sub` with `roles`.
 pub fn token(sub: &str, roles: &[&str]) -> String {
     token_with("es", &claims(sub, roles))
+}
+
+/// The address in the first "custody API listening" line of the JSON log after `offset` bytes.
+fn listening_addr(log_path: &std::path::Path, offset: u64) -> Option<String> {
+    let log = std::fs::read(log_path).ok()?;
+    let fresh = String::from_utf8_lossy(log.get(usize::try_from(offset).ok()?..)?).into_owned();
+    fresh.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).find_map(|entry| {
+        let fields = entry.get("fields")?;
+        let listening = fields.get("message")?.as_str()?.starts_with("custody API listening");
+        listening.then(|| fields.get("addr")?.as_str().map(str::to_owned)).flatten()
+    })
 }
