@@ -341,8 +341,9 @@ pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
     let options = AnyPoolOptions::new()
         .max_connections(if sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
-        // A connection used within the last few seconds is known good: pinging it on every acquire
-        // (sqlx's default) cost a round trip per transaction. One idle longer is pinged first.
+        // sqlx pings a connection as it returns to the pool, and by default again on every acquire: a
+        // round trip per transaction. Now only a connection idle for longer than PING_IF_IDLE is pinged
+        // (one that broke since its release fails its next statement once, and is then closed).
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
