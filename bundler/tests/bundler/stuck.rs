@@ -84,10 +84,12 @@ async fn paid_op(env: &Env, version: EntryPointVersion, recipient: Address) -> U
 async fn submitted_in(env: &Env, bundler: &Bundler, hash: B256, not: Option<B256>) -> Transaction {
     for _ in 0..100 {
         let view = bundler.user_operation(hash).await.expect("lookup").expect("known operation");
+        // The builder records a transaction before it broadcasts it: wait until the node has it too.
         if let (OpStatus::Submitted, Some(tx)) = (view.status, view.tx_hash)
             && Some(tx) != not
+            && let Some(tx) = env.provider.get_transaction_by_hash(tx).await.expect("lookup")
         {
-            return env.provider.get_transaction_by_hash(tx).await.expect("lookup").expect("the node has it");
+            return tx;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
