@@ -2,7 +2,7 @@
 //! transaction receipt, and the logs the operation emitted (those after the previous operation's
 //! `UserOperationEvent`, or after `BeforeExecution`, up to its own event).
 
-use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -10,6 +10,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
 use alloy::sol_types::{SolCall, SolEvent};
 use custody_contracts::{EntryPointVersion, IEntryPoint, UserOperation};
+use lru::LruCache;
 use serde::Serialize;
 
 use crate::error::BundlerError;
@@ -71,40 +72,32 @@ impl From<OpView> for UserOperationByHash {
 /// The receipts of the bundles mined last, by transaction hash: every operation of a bundle shares one,
 /// so clients polling for each of their operations cost one node request per bundle, not one each. A
 /// cached receipt serves only when its block hash is the one the operation was recorded in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReceiptCache {
-    inner: Mutex<Recent>,
+    recent: Mutex<LruCache<B256, Arc<TransactionReceipt>>>,
 }
 
-/// The cached receipts and their order of arrival.
-#[derive(Debug, Default)]
-struct Recent {
-    by_hash: HashMap<B256, Arc<TransactionReceipt>>,
-    order: VecDeque<B256>,
+impl Default for ReceiptCache {
+    fn default() -> Self {
+        let capacity = NonZeroUsize::new(Self::CAPACITY).unwrap_or(NonZeroUsize::MIN);
+        Self { recent: Mutex::new(LruCache::new(capacity)) }
+    }
 }
 
 impl ReceiptCache {
-    /// How many receipts are kept (the oldest leave first).
+    /// How many receipts are kept (the least recently used leave first).
     const CAPACITY: usize = 256;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<B256, Arc<TransactionReceipt>>> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn get(&self, tx_hash: B256, block_hash: Option<B256>) -> Option<Arc<TransactionReceipt>> {
-        self.lock().by_hash.get(&tx_hash).filter(|r| block_hash.is_some() && r.block_hash == block_hash).cloned()
+        self.lock().get(&tx_hash).filter(|r| block_hash.is_some() && r.block_hash == block_hash).cloned()
     }
 
     pub(crate) fn put(&self, receipt: Arc<TransactionReceipt>) {
-        let mut recent = self.lock();
-        if recent.by_hash.insert(receipt.transaction_hash, receipt.clone()).is_none() {
-            recent.order.push_back(receipt.transaction_hash);
-        }
-        while recent.order.len() > Self::CAPACITY {
-            if let Some(old) = recent.order.pop_front() {
-                recent.by_hash.remove(&old);
-            }
-        }
+        self.lock().put(receipt.transaction_hash, receipt);
     }
 }
 
@@ -257,6 +250,6 @@ mod tests {
             cache.put(receipt(tx, 10));
         }
         assert!(cache.get(first, Some(B256::repeat_byte(10))).is_none(), "the oldest left");
-        assert_eq!(cache.lock().by_hash.len(), ReceiptCache::CAPACITY);
+        assert_eq!(cache.lock().len(), ReceiptCache::CAPACITY);
     }
 }
