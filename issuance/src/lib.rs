@@ -31,7 +31,9 @@ pub use indexer::Indexer;
 pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
 pub use plan::{IssuanceContracts, chain_batch_id};
 pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig};
-pub use store::{ActivityView, IssuedItem, NewActivity, TrackRequest, Tracked};
+pub use store::{
+    ActivityCursor, ActivityQuery, ActivitySummary, ActivityView, IssuedItem, NewActivity, TrackRequest, Tracked,
+};
 pub use worker::{Progress, Worker};
 
 use alloy::primitives::{Address, U256};
@@ -62,11 +64,16 @@ impl Issuance {
     /// Stores an activity with what it issues and its outbox entry, in one transaction. Idempotent per
     /// `(caller, key)`: a replay returns the first activity; other parameters are [`Error::IdempotencyConflict`].
     pub async fn track(&self, caller: &str, key: &str, activity: NewActivity) -> Result<Tracked, Error> {
-        if !store::intake_kind_ok(&activity.kind) {
-            return Err(Error::Invalid("type must be 1 to 64 of [A-Za-z0-9_.-] and not start with '_'"));
-        }
-        validate(&activity)?;
-        self.store.track(self.intake(caller, key, activity, None)).await
+        let fingerprint = store::fingerprint(&activity, Some(activity.occurred_at), None);
+        self.intake(caller, key, activity, None, fingerprint).await
+    }
+
+    /// As [`Issuance::track`], for an activity as the app sends it: `occurred_at` defaults to the time of
+    /// receipt, and the fingerprint covers only what was sent, so a retry at any later time replays.
+    pub async fn track_request(&self, caller: &str, key: &str, request: TrackRequest) -> Result<Tracked, Error> {
+        let (activity, fingerprint) =
+            request.into_activity(store::now_millis() / 1000).ok_or(Error::InvalidOccurredAt)?;
+        self.intake(caller, key, activity, None, fingerprint).await
     }
 
     /// Mints `amount` whole PTKN to the user's account, through the same path (idempotent likewise).
@@ -114,12 +121,42 @@ impl Issuance {
             payload: json!({ "reason": reason }),
             occurred_at: store::now_millis() / 1000,
         };
-        validate(&activity)?;
-        self.store.track(self.intake(caller, key, activity, Some(award))).await
+        // The time of the request is the server's: not part of what the caller sent.
+        let fingerprint = store::fingerprint(&activity, None, Some(&award));
+        self.intake(caller, key, activity, Some(award), fingerprint).await
     }
 
-    fn intake(&self, caller: &str, key: &str, activity: NewActivity, direct: Option<Award>) -> store::Intake {
-        store::Intake { policy: self.policy.clone(), caller: caller.to_owned(), key: key.to_owned(), activity, direct }
+    /// Checks and stores one activity (see [`Issuance::track`]).
+    async fn intake(
+        &self,
+        caller: &str,
+        key: &str,
+        activity: NewActivity,
+        direct: Option<Award>,
+        request_hash: String,
+    ) -> Result<Tracked, Error> {
+        if direct.is_none() && !store::intake_kind_ok(&activity.kind) {
+            return Err(Error::Invalid("type must be 1 to 64 of [A-Za-z0-9_.-] and not start with '_'"));
+        }
+        validate(&activity)?;
+        let intake = store::Intake {
+            policy: self.policy.clone(),
+            caller: caller.to_owned(),
+            key: key.to_owned(),
+            activity,
+            direct,
+            request_hash,
+        };
+        self.store.track(intake).await
+    }
+
+    /// A page of `user_id`'s activities, newest first, with the cursor of the next page.
+    pub async fn activities_of(
+        &self,
+        user_id: &str,
+        query: &ActivityQuery,
+    ) -> Result<(Vec<ActivitySummary>, Option<ActivityCursor>), Error> {
+        self.store.activities_of(user_id, query).await
     }
 
     /// The activity `id` (`None` if unknown).

@@ -145,13 +145,12 @@ impl ActivityConsumer {
             Ok(message) => message,
             Err(e) => return Outcome::DeadLetter(format!("body is not an activity: {e}")),
         };
-        let Some(activity) = message.into_activity() else {
-            return Outcome::DeadLetter("occurred_at must be an RFC 3339 time".to_owned());
-        };
         let caller = format!("amqp:{}", self.config.queue);
-        match self.issuance.track(&caller, key, activity).await {
+        match self.issuance.track_request(&caller, key, message).await {
             Ok(_) => Outcome::Stored,
-            Err(e @ (Error::Invalid(_) | Error::IdempotencyConflict)) => Outcome::DeadLetter(e.to_string()),
+            Err(e @ (Error::Invalid(_) | Error::InvalidOccurredAt | Error::IdempotencyConflict)) => {
+                Outcome::DeadLetter(e.to_string())
+            }
             Err(e) => Outcome::Retry(e),
         }
     }

@@ -36,15 +36,24 @@ pub struct TrackRequest {
     pub kind: String,
     #[serde(default)]
     pub payload: Value,
-    /// RFC 3339, e.g. `2026-01-05T08:00:00Z`.
-    pub occurred_at: String,
+    /// RFC 3339, e.g. `2026-01-05T08:00:00Z`; the time of receipt when absent.
+    #[serde(default)]
+    pub occurred_at: Option<String>,
 }
 
 impl TrackRequest {
-    /// The activity, or `None` if `occurred_at` is not an RFC 3339 time.
-    pub fn into_activity(self) -> Option<NewActivity> {
-        let occurred_at = crate::time::parse_rfc3339(&self.occurred_at)?;
-        Some(NewActivity { user_id: self.user_id, kind: self.kind, payload: self.payload, occurred_at })
+    /// The activity, `occurred_at` defaulting to `received_at` (Unix seconds), with the fingerprint of what
+    /// was sent (the default time is not part of it, so a retry later replays). `None` if `occurred_at` is
+    /// not an RFC 3339 time.
+    pub(crate) fn into_activity(self, received_at: i64) -> Option<(NewActivity, String)> {
+        let sent = self.occurred_at.as_deref().map(crate::time::parse_rfc3339);
+        let occurred_at = match sent {
+            None => received_at,
+            Some(parsed) => parsed?,
+        };
+        let activity = NewActivity { user_id: self.user_id, kind: self.kind, payload: self.payload, occurred_at };
+        let fingerprint = fingerprint(&activity, sent.flatten(), None);
+        Some((activity, fingerprint))
     }
 }
 
@@ -101,6 +110,72 @@ pub struct ActivityView {
     /// Why it failed.
     pub error: Option<String>,
 }
+
+/// One activity in a user's history (`GET /v1/wallets/{user_id}/activities`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivitySummary {
+    /// The activity id (`GET /activity/{id}` has the proof and the items).
+    pub id: String,
+    /// The activity type (`_mint` and `_burn` for direct mints and burns).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `queued`, `batched`, `submitted`, `confirmed` or `failed`.
+    pub status: String,
+    /// When it happened (RFC 3339, UTC).
+    pub occurred_at: String,
+    /// The transaction that carries it, once submitted.
+    pub tx_hash: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Which of a user's activities to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityQuery {
+    /// Only this type.
+    pub kind: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Continue after this cursor (a page's `next_cursor`).
+    pub after: Option<ActivityCursor>,
+    /// Most activities on the page.
+    pub limit: u32,
+}
+
+/// Where a page of a user's activities ended: the last activity's creation time and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityCursor {
+    created_at: i64,
+    id: String,
+}
+
+impl std::str::FromStr for ActivityCursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let invalid = Error::Invalid("cursor is not one this API gave");
+        let (created_at, id) = s.split_once('.').ok_or(Error::Invalid("cursor is not one this API gave"))?;
+        let id_ok = id.len() == 66 && id.starts_with("0x") && id[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        match created_at.parse() {
+            Ok(created_at) if id_ok => Ok(Self { created_at, id: id.to_owned() }),
+            _ => Err(invalid),
+        }
+    }
+}
+
+impl std::fmt::Display for ActivityCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
+/// The transaction that carries an activity (its items', else its batch's anchor), as SQL over `a`.
+const CARRIER_SQL: &str = "COALESCE(\
+     (SELECT t.tx_hash FROM issuance_items i JOIN issuance_txs t ON t.id = i.tx_id \
+      WHERE i.activity_id = a.id AND t.status IN ('submitted', 'mined') ORDER BY i.id LIMIT 1), \
+     (SELECT t.tx_hash FROM issuance_txs t WHERE t.batch_id = a.batch_id AND t.ordinal = 0 \
+      AND t.status IN ('submitted', 'mined')))";
 
 /// The issuance tables.
 #[derive(Clone, Debug)]
@@ -168,6 +243,62 @@ impl Store {
         } else {
             insert_alone(&self.pool, &request).await
         }
+    }
+
+    /// A page of `user_id`'s activities, newest first, and the cursor of the next page (if there may be one).
+    pub(crate) async fn activities_of(
+        &self,
+        user_id: &str,
+        query: &ActivityQuery,
+    ) -> Result<(Vec<ActivitySummary>, Option<ActivityCursor>), Error> {
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let mut filters = String::new();
+        if query.kind.is_some() {
+            filters.push_str(&format!(" AND a.kind = ${}", next()));
+        }
+        if query.status.is_some() {
+            filters.push_str(&format!(" AND a.status = ${}", next()));
+        }
+        if query.after.is_some() {
+            let (created, id) = (next(), next());
+            filters
+                .push_str(&format!(" AND (a.created_at < ${created} OR (a.created_at = ${created} AND a.id < ${id}))"));
+        }
+        let sql = format!(
+            "SELECT a.id, a.kind, a.status, a.occurred_at, a.error, a.created_at, {CARRIER_SQL} AS tx_hash \
+             FROM issuance_activities a WHERE a.user_id = $1{filters} ORDER BY a.created_at DESC, a.id DESC LIMIT ${}",
+            next()
+        );
+        let mut q = sqlx::query(&sql).bind(user_id);
+        for value in [&query.kind, &query.status].into_iter().flatten() {
+            q = q.bind(value);
+        }
+        if let Some(after) = &query.after {
+            q = q.bind(after.created_at).bind(&after.id);
+        }
+        let rows = q.bind(i64::from(query.limit)).fetch_all(&self.pool).await.map_err(Error::db("list activities"))?;
+        let mut page = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in &rows {
+            let text = |col: &'static str| row.try_get::<Option<String>, _>(col).map_err(Error::db("decode activity"));
+            let int = |col: &'static str| row.try_get::<i64, _>(col).map_err(Error::db("decode activity"));
+            let id = text("id")?.unwrap_or_default();
+            last = Some(ActivityCursor { created_at: int("created_at")?, id: id.clone() });
+            page.push(ActivitySummary {
+                id,
+                kind: text("kind")?.unwrap_or_default(),
+                status: text("status")?.unwrap_or_default(),
+                occurred_at: crate::time::format_rfc3339(int("occurred_at")?),
+                tx_hash: text("tx_hash")?,
+                error: text("error")?,
+            });
+        }
+        let full = u32::try_from(page.len()).is_ok_and(|len| len == query.limit);
+        Ok((page, last.filter(|_| full)))
     }
 
     /// The activity `id` as the API shows it.
@@ -258,6 +389,8 @@ pub(crate) struct Intake {
     pub(crate) activity: NewActivity,
     /// A direct award (`/mintToken`, burns) instead of the policy's.
     pub(crate) direct: Option<Award>,
+    /// The fingerprint of what the caller sent ([`fingerprint`]): the same key with another is a conflict.
+    pub(crate) request_hash: String,
 }
 
 /// An activity waiting for the SQLite intake writer, with where its answer goes.
@@ -421,16 +554,16 @@ fn bind_activity<'q>(
 /// Writes one activity (or finds its replay) inside `conn`'s transaction.
 async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, Error> {
     let conn = &mut **conn;
-    let request_hash = request_hash(&r.activity, r.direct.as_ref());
+    let request_hash = r.request_hash.as_str();
     let id = new_id();
     // A write first, so that SQLite takes the write lock at once (no read-then-upgrade deadlock).
-    let inserted = bind_activity(sqlx::query(insert_activity!()), r, id.clone(), &request_hash)
+    let inserted = bind_activity(sqlx::query(insert_activity!()), r, id.clone(), request_hash)
         .execute(&mut *conn)
         .await
         .map_err(Error::db("insert activity"))?
         .rows_affected();
     if inserted == 0 {
-        return replay(&mut *conn, r, &request_hash).await;
+        return replay(&mut *conn, r, request_hash).await;
     }
     let mut count = 0;
     if let Some(period) = period(r) {
@@ -472,7 +605,7 @@ async fn insert(conn: &mut Transaction<'_, Any>, r: &Intake) -> Result<Tracked, 
 /// `WITH` parts run in one snapshot and commit together; the items are filtered by the counter's
 /// `RETURNING` value, as [`insert`] filters them by its own.
 async fn insert_postgres(pool: &AnyPool, r: &Intake) -> Result<Tracked, Error> {
-    let request_hash = request_hash(&r.activity, r.direct.as_ref());
+    let request_hash = r.request_hash.as_str();
     let items = serde_json::to_string(&items(r)).map_err(|_| Error::CorruptRow("issuance_items"))?;
     let sql = concat!(
         "WITH activity AS (",
@@ -493,7 +626,7 @@ async fn insert_postgres(pool: &AnyPool, r: &Intake) -> Result<Tracked, Error> {
            INSERT INTO issuance_outbox (activity_id) SELECT id FROM activity \
          ) SELECT id FROM activity"
     );
-    let row = bind_activity(sqlx::query(sql), r, new_id(), &request_hash)
+    let row = bind_activity(sqlx::query(sql), r, new_id(), request_hash)
         .bind(period(r))
         .bind(items)
         .fetch_optional(pool)
@@ -501,7 +634,7 @@ async fn insert_postgres(pool: &AnyPool, r: &Intake) -> Result<Tracked, Error> {
         .map_err(Error::db("insert activity"))?;
     match row {
         Some(row) => Ok(Tracked { id: row.try_get("id").map_err(Error::db("decode activity"))?, created: true }),
-        None => replay(&mut *pool.acquire().await.map_err(Error::db("connect"))?, r, &request_hash).await,
+        None => replay(&mut *pool.acquire().await.map_err(Error::db("connect"))?, r, request_hash).await,
     }
 }
 
@@ -526,13 +659,14 @@ fn new_id() -> String {
     format!("0x{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-/// The fingerprint of an intake call's parameters.
-fn request_hash(activity: &NewActivity, direct: Option<&Award>) -> String {
+/// The fingerprint of an intake call: what the caller sent and nothing else (`occurred_at` only when the
+/// caller gave it, never a server clock), so the same key and body replays at any later time.
+pub(crate) fn fingerprint(activity: &NewActivity, occurred_at_sent: Option<i64>, direct: Option<&Award>) -> String {
     let canonical = serde_json::json!({
         "user_id": activity.user_id,
         "type": activity.kind,
         "payload": activity.payload,
-        "occurred_at": activity.occurred_at,
+        "occurred_at": occurred_at_sent,
         "direct": direct.map(|d| format!("{d:?}")),
     });
     keccak256(canonical.to_string()).to_string()

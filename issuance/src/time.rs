@@ -10,22 +10,30 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `(year, month)` of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64) {
+/// `(year, month, day)` of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m)
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// `YYYYMM` (UTC) of a Unix time in seconds.
 pub(crate) fn year_month(unix_secs: i64) -> u64 {
-    let (y, m) = civil_from_days(unix_secs.div_euclid(86_400));
+    let (y, m, _) = civil_from_days(unix_secs.div_euclid(86_400));
     u64::try_from(y * 100 + m).unwrap_or(0)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time in seconds.
+pub(crate) fn format_rfc3339(unix_secs: i64) -> String {
+    let (y, m, d) = civil_from_days(unix_secs.div_euclid(86_400));
+    let t = unix_secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into Unix seconds (fraction dropped).
@@ -99,5 +107,19 @@ mod tests {
         assert_eq!(year_month(1_769_904_000), 202_602);
         assert_eq!(year_month(1_709_213_400), 202_402);
         assert_eq!(year_month(-1), 196_912);
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        // Vectors from `date -u -d @SECS +%FT%TZ`.
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_769_903_999, "2026-01-31T23:59:59Z"),
+            (1_709_213_400, "2024-02-29T13:30:00Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(format_rfc3339(secs), text);
+            assert_eq!(parse_rfc3339(text), Some(secs));
+        }
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct IssuanceSection {
     pub(crate) max_mints_per_tx: usize,
     /// `[issuance.rabbitmq]`: also take activities from this queue; off when absent.
     pub(crate) rabbitmq: Option<custody_issuance::RabbitMqConfig>,
+    /// The most whole PTKN one `/mintToken` or `/v1/tokens/burn` request may move.
+    pub(crate) max_amount: u64,
 }
 
 impl Default for IssuanceSection {
@@ -57,6 +59,7 @@ impl Default for IssuanceSection {
             batch_interval_ms: u64::try_from(worker.interval.as_millis()).unwrap_or(500),
             max_mints_per_tx: worker.max_mints_per_tx,
             rabbitmq: None,
+            max_amount: 1_000_000_000,
         }
     }
 }
@@ -70,6 +73,10 @@ pub(crate) struct ServerConfig {
     pub(crate) request_timeout_secs: u64,
     /// Seconds a graceful shutdown waits for requests in flight.
     pub(crate) drain_secs: u64,
+    /// Seconds a client has to send a request's headers (then its connection is closed).
+    pub(crate) header_read_timeout_secs: u64,
+    /// Most connections open at once; more wait in the listen backlog.
+    pub(crate) max_connections: usize,
     /// HTTPS, and optionally mutual TLS; plain HTTP when absent.
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) rate_limit: RateLimitConfig,
@@ -123,6 +130,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 10,
             drain_secs: 10,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
             tls: None,
             rate_limit: RateLimitConfig::default(),
         }
@@ -130,13 +139,31 @@ impl Default for ServerConfig {
 }
 
 /// JWT verification.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthConfig {
     pub(crate) issuer: String,
     pub(crate) audience: String,
     #[serde(default)]
     pub(crate) keys: Vec<JwtKeyConfig>,
+    /// The longest token lifetime accepted (`exp` − `iat`), in seconds; 24 h by default.
+    #[serde(default = "default_max_token_lifetime")]
+    pub(crate) max_token_lifetime_secs: u64,
+}
+
+fn default_max_token_lifetime() -> u64 {
+    86_400
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            keys: Vec::new(),
+            max_token_lifetime_secs: default_max_token_lifetime(),
+        }
+    }
 }
 
 /// One verification key with its algorithm allow-list.

@@ -205,6 +205,8 @@ pub(crate) fn api_config(
                 public_key_pem: Some(jwt_public),
                 public_key_file: None,
             }],
+            // The devnet's ready-made tokens last 30 days.
+            max_token_lifetime_secs: 31 * 86_400,
         },
         chain: ChainConfig {
             rpc_url: rpc_url.map(str::to_owned),

@@ -9,6 +9,7 @@ mod bench;
 mod bundler;
 mod cli;
 mod config;
+mod connections;
 mod db;
 mod devnet;
 mod devnet_auth;

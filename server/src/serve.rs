@@ -16,7 +16,8 @@ use crate::{
     },
     audit::Audit,
     config::{Config, JwtKeyConfig},
-    tls::{PeerAddr, TlsListener},
+    connections::{self, ConnectionLimits},
+    tls::TlsListener,
 };
 
 /// Builds the shared state: database (migrated), keyring, audit trail, token verifier.
@@ -47,6 +48,7 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
         auth: auth(config)?,
         metrics,
         rpc_url: config.chain.rpc_url.clone(),
+        max_amount: config.issuance.max_amount,
     })
 }
 
@@ -156,7 +158,7 @@ fn auth(config: &Config) -> anyhow::Result<Auth> {
         bail!("[auth] needs issuer, audience and at least one key");
     }
     let keys = a.keys.iter().map(verifier_key).collect::<anyhow::Result<_>>()?;
-    Ok(Auth::new(keys, a.issuer.clone(), a.audience.clone()))
+    Ok(Auth::new(keys, a.issuer.clone(), a.audience.clone(), a.max_token_lifetime_secs))
 }
 
 fn verifier_key(k: &JwtKeyConfig) -> anyhow::Result<VerifierKey> {
@@ -205,7 +207,11 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
         timeout: Duration::from_secs(config.server.request_timeout_secs),
         rate: RateLimiter::new(config.server.rate_limit),
     };
-    let app = api::router(state, limits).into_make_service_with_connect_info::<PeerAddr>();
+    let app = api::router(state, limits);
+    let connections = ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs.max(1)),
+    };
     let drain = Duration::from_secs(config.server.drain_secs);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async {
@@ -216,13 +222,13 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
     let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.server.tls {
         None => {
             info!(addr = %listener.local_addr()?, "custody API listening (HTTP)");
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+            Box::pin(connections::serve(listener, app, connections, shutdown))
         }
         Some(tls) => {
             let listener = TlsListener::new(listener, crate::tls::server_config(tls)?)?;
             let mutual = tls.client_ca_file.is_some();
             info!(addr = %axum::serve::Listener::local_addr(&listener)?, mutual, "custody API listening (HTTPS)");
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+            Box::pin(connections::serve(listener, app, connections, shutdown))
         }
     };
     tokio::select! {

@@ -1,22 +1,27 @@
 //! Activities and issuance (`shared/DESIGN.md` §7).
 //!
 //! `POST /activity/track` (app, Idempotency-Key) · `GET /activity/{id}` (app) ·
-//! `POST /mintToken` (app, Idempotency-Key) · `POST /v1/tokens/burn` (app, Idempotency-Key).
+//! `POST /mintToken` (app, Idempotency-Key) · `POST /v1/tokens/burn` (app, Idempotency-Key) ·
+//! `GET /v1/wallets/{user_id}/{tokens,badges,activities}` (app) · `GET /wallet/{tokens,badges,activities}`
+//! (user, about `sub`).
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use custody_issuance::{Error as IssuanceError, TrackRequest, Tracked};
+use custody_issuance::{ActivityCursor, ActivityQuery, Error as IssuanceError, TrackRequest, Tracked};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    AppState, audit,
+    AppState, amount, audit,
     auth::{Caller, Role},
     error::ApiError,
     idempotency,
@@ -30,8 +35,8 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct Amount {
     user_id: String,
-    /// Whole PTKN.
-    amount: u64,
+    /// Whole PTKN: a decimal string or an integer ([`amount::whole`]).
+    amount: Value,
     #[serde(default)]
     reason: String,
 }
@@ -39,13 +44,14 @@ pub(super) struct Amount {
 fn issuance_error(e: IssuanceError) -> ApiError {
     match e {
         IssuanceError::Invalid(why) => ApiError::bad_request("invalid_activity", why),
+        IssuanceError::InvalidOccurredAt => ApiError::bad_request("invalid_occurred_at", e.to_string()),
         IssuanceError::IdempotencyConflict => idempotency::conflict(),
         other => ApiError::internal(&other),
     }
 }
 
 /// `POST /activity/track`: 202 `{"id","status":"queued"}`; the activity and its outbox entry are stored
-/// in one transaction. A replayed key answers the same.
+/// in one transaction. `occurred_at` defaults to the time of receipt. A replayed key answers the same.
 pub(super) async fn track(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -55,11 +61,8 @@ pub(super) async fn track(
     caller.require(Role::App)?;
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
-    let activity = req.into_activity().ok_or_else(|| {
-        ApiError::bad_request("invalid_occurred_at", "occurred_at must be an RFC 3339 time, e.g. 2026-01-05T08:00:00Z")
-    })?;
     audit(&state, &caller, "activity.track", "activity", &headers, "accepted").await?;
-    let tracked = state.issuance.track(&caller.sub, &key, activity).await.map_err(issuance_error)?;
+    let tracked = state.issuance.track_request(&caller.sub, &key, req).await.map_err(issuance_error)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": tracked.id, "status": "queued"}))).into_response())
 }
 
@@ -109,12 +112,13 @@ async fn direct(
     caller.require(Role::App)?;
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
+    let amount = amount::whole("amount", &req.amount, state.max_amount)?;
     audit(&state, &caller, action, "ptkn", &headers, "accepted").await?;
     let issuance = &state.issuance;
     let tracked: Tracked = if action == "token.burn" {
-        issuance.burn(&caller.sub, &key, &req.user_id, req.amount, &req.reason).await
+        issuance.burn(&caller.sub, &key, &req.user_id, amount, &req.reason).await
     } else {
-        issuance.mint(&caller.sub, &key, &req.user_id, req.amount, &req.reason).await
+        issuance.mint(&caller.sub, &key, &req.user_id, amount, &req.reason).await
     }
     .map_err(issuance_error)?;
     let deadline = tokio::time::Instant::now() + SUBMIT_WAIT;
@@ -138,32 +142,114 @@ async fn account_of(state: &AppState, user_id: &str) -> Result<alloy::primitives
     Ok(wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?.address)
 }
 
-/// `GET /v1/wallets/{user_id}/tokens`: the PTKN balance from `token_balance_cache` (chain events).
+/// `GET /v1/wallets/{user_id}/tokens` (app): the PTKN balance from `token_balance_cache` (chain events).
 pub(super) async fn tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::App)?;
-    let account = account_of(&state, &user_id).await?;
+    token_balance(&state, &user_id).await
+}
+
+/// `GET /wallet/tokens` (user): the caller's own PTKN balance.
+pub(super) async fn own_tokens(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::User)?;
+    token_balance(&state, &caller.sub).await
+}
+
+async fn token_balance(state: &AppState, user_id: &str) -> Result<Json<Value>, ApiError> {
+    let account = account_of(state, user_id).await?;
     let balance = state.issuance.token_balance(account).await.map_err(issuance_error)?;
     Ok(Json(
         json!({"address": account.to_checksum(None), "symbol": "PTKN", "decimals": 18, "balance": balance.to_string()}),
     ))
 }
 
-/// `GET /v1/wallets/{user_id}/badges`: the PBADGE ids held, from `badge_index` (chain events).
+/// `GET /v1/wallets/{user_id}/badges` (app): the PBADGE ids held, from `badge_index` (chain events).
 pub(super) async fn badges(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::App)?;
-    let account = account_of(&state, &user_id).await?;
+    badges_held(&state, &user_id).await
+}
+
+/// `GET /wallet/badges` (user): the caller's own badges.
+pub(super) async fn own_badges(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::User)?;
+    badges_held(&state, &caller.sub).await
+}
+
+async fn badges_held(state: &AppState, user_id: &str) -> Result<Json<Value>, ApiError> {
+    let account = account_of(state, user_id).await?;
     let badges = state.issuance.badges(account).await.map_err(issuance_error)?;
     let badges: Vec<Value> = badges
         .into_iter()
         .map(|(id, amount)| json!({"badgeId": id.to_string(), "amount": amount.to_string()}))
         .collect();
     Ok(Json(json!({"address": account.to_checksum(None), "badges": badges})))
+}
+
+/// The query of an activity history page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HistoryQuery {
+    /// Only this activity type.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Only this status.
+    status: Option<String>,
+    /// The previous page's `nextCursor`.
+    cursor: Option<String>,
+    /// Activities per page (1 to 100; 20 by default).
+    limit: Option<u32>,
+}
+
+/// The statuses an activity can have.
+const STATUSES: [&str; 5] = ["queued", "batched", "submitted", "confirmed", "failed"];
+
+/// `GET /v1/wallets/{user_id}/activities` (app): the user's activities, newest first, a page at a time.
+pub(super) async fn activities(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::App)?;
+    history(&state, &user_id, query).await
+}
+
+/// `GET /wallet/activities` (user): the caller's own activities.
+pub(super) async fn own_activities(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::User)?;
+    history(&state, &caller.sub, query).await
+}
+
+async fn history(
+    state: &AppState,
+    user_id: &str,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 100"));
+    }
+    if q.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
+        return Err(ApiError::bad_request("invalid_query", format!("status must be one of {}", STATUSES.join(", "))));
+    }
+    if q.kind.as_deref().is_some_and(|k| k.is_empty() || k.len() > 64) {
+        return Err(ApiError::bad_request("invalid_query", "type must be 1 to 64 characters"));
+    }
+    let after = q.cursor.as_deref().map(str::parse::<ActivityCursor>).transpose();
+    let after = after.map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave"))?;
+    let query = ActivityQuery { kind: q.kind, status: q.status, after, limit };
+    let (page, next) = state.issuance.activities_of(user_id, &query).await.map_err(issuance_error)?;
+    Ok(Json(json!({"activities": page, "nextCursor": next.map(|c| c.to_string())})))
 }

@@ -51,6 +51,8 @@ pub(crate) struct Auth {
     keys: Vec<VerifierKey>,
     issuer: String,
     audience: String,
+    /// The longest lifetime (`exp` minus `iat`, or minus now without `iat`) a token may have, in seconds.
+    max_lifetime: i64,
     /// SHA-256 of a token that verified → its caller and validity window.
     verified: Mutex<LruCache<[u8; 32], Verified>>,
 }
@@ -81,6 +83,7 @@ struct Claims {
     /// its absence is reported as a missing claim.
     exp: Option<i64>,
     nbf: Option<i64>,
+    iat: Option<i64>,
 }
 
 /// An authenticated caller.
@@ -108,9 +111,12 @@ impl Caller {
 }
 
 impl Auth {
-    pub(crate) fn new(keys: Vec<VerifierKey>, issuer: String, audience: String) -> Self {
+    /// A verifier of tokens from `issuer` for `audience`, signed by one of `keys`, living at most
+    /// `max_lifetime_secs`.
+    pub(crate) fn new(keys: Vec<VerifierKey>, issuer: String, audience: String, max_lifetime_secs: u64) -> Self {
         let capacity = NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(NonZeroUsize::MIN);
-        Self { keys, issuer, audience, verified: Mutex::new(LruCache::new(capacity)) }
+        let max_lifetime = i64::try_from(max_lifetime_secs).unwrap_or(i64::MAX);
+        Self { keys, issuer, audience, max_lifetime, verified: Mutex::new(LruCache::new(capacity)) }
     }
 
     /// Verifies a compact JWS and returns its caller. A token seen before is
@@ -123,20 +129,24 @@ impl Auth {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self.cache().get(&digest).cloned();
         if let Some(v) = cached {
-            if now > v.exp + LEEWAY {
+            if now > v.exp.saturating_add(LEEWAY) {
                 self.cache().pop(&digest);
                 return Err(ApiError::unauthorized("token expired"));
             }
-            if now + LEEWAY >= v.nbf {
+            if now.saturating_add(LEEWAY) >= v.nbf {
                 return Ok(v.caller);
             }
         }
         let (caller, claims) = self.verify_signature(token)?;
-        let entry = Verified {
-            caller: caller.clone(),
-            nbf: claims.nbf.unwrap_or(i64::MIN),
-            exp: claims.exp.unwrap_or(i64::MIN),
-        };
+        let exp = claims.exp.unwrap_or(i64::MIN);
+        let issued = claims.iat.map_or(now, |iat| iat.min(now));
+        if exp.saturating_sub(issued) > self.max_lifetime {
+            return Err(ApiError::unauthorized(format!(
+                "token lifetime exceeds the maximum of {} s this service accepts",
+                self.max_lifetime
+            )));
+        }
+        let entry = Verified { caller: caller.clone(), nbf: claims.nbf.unwrap_or(i64::MIN), exp };
         self.cache().put(digest, entry);
         Ok(caller)
     }
@@ -217,12 +227,16 @@ mod tests {
     const PUBLIC: &str = include_str!("../../tests/keys/es256-public.pem");
 
     fn auth() -> Auth {
+        auth_with_lifetime(3600)
+    }
+
+    fn auth_with_lifetime(max_lifetime_secs: u64) -> Auth {
         let key = VerifierKey {
             kid: None,
             key: DecodingKey::from_ec_pem(PUBLIC.as_bytes()).expect("key"),
             algorithms: vec![Algorithm::ES256],
         };
-        Auth::new(vec![key], "iss".into(), "aud".into())
+        Auth::new(vec![key], "iss".into(), "aud".into(), max_lifetime_secs)
     }
 
     fn token(exp: i64) -> String {
@@ -242,5 +256,24 @@ mod tests {
         assert!(format!("{err:?}").contains("token expired"), "{err:?}");
         let tampered = format!("{}x", &token[..token.len() - 1]);
         assert!(auth.verify_at(&tampered, now).is_err(), "another string is verified afresh");
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let now = unix_now();
+        for exp in [now + 3601, i64::MAX] {
+            let err = auth().verify_at(&token(exp), now).expect_err("too long");
+            assert!(format!("{err:?}").contains("lifetime exceeds the maximum of 3600 s"), "{err:?}");
+        }
+        assert!(auth().verify_at(&token(now + 3500), now).is_ok());
+    }
+
+    #[test]
+    fn a_huge_exp_saturates_instead_of_overflowing() {
+        let auth = auth_with_lifetime(u64::MAX);
+        let token = token(i64::MAX);
+        let now = unix_now();
+        assert!(auth.verify_at(&token, now).is_ok());
+        assert!(auth.verify_at(&token, i64::MAX - 1).is_ok(), "the cached window check saturates");
     }
 }

@@ -7,6 +7,7 @@
 //! ```
 
 mod activity;
+mod amount;
 pub(crate) mod auth;
 pub(crate) mod error;
 mod health;
@@ -55,6 +56,8 @@ pub(crate) struct AppState {
     pub(crate) wallets: Option<custody_accounts::Wallets>,
     /// The activity mirror (intake and reads; its worker runs beside the API).
     pub(crate) issuance: custody_issuance::Issuance,
+    /// The most whole PTKN one mint or burn request may move (`[issuance] max_amount`).
+    pub(crate) max_amount: u64,
     /// The bundler (ERC-7769 at `POST /rpc`), when `[bundler]` is configured.
     pub(crate) bundler: Option<Arc<custody_bundler::Bundler>>,
 }
@@ -117,6 +120,10 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/v1/tokens/burn", axum::routing::post(activity::burn))
         .route("/v1/wallets/{user_id}/tokens", get(activity::tokens))
         .route("/v1/wallets/{user_id}/badges", get(activity::badges))
+        .route("/v1/wallets/{user_id}/activities", get(activity::activities))
+        .route("/wallet/tokens", get(activity::own_tokens))
+        .route("/wallet/badges", get(activity::own_badges))
+        .route("/wallet/activities", get(activity::own_activities))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .with_state(state)
         .merge(rpc)

@@ -1,6 +1,7 @@
 //! Wallets and DID resolution.
 //!
 //! `POST /v1/wallets` (app, Idempotency-Key) · `GET /v1/wallets/{user_id}` (app) ·
+//! `POST /v1/wallets/{user_id}/deactivate` (officer, Idempotency-Key) ·
 //! `GET /wallet/status` (user, about `sub`) · `GET /1.0/identifiers/{did}` (public, a
 //! Universal Resolver driver).
 
@@ -50,26 +51,17 @@ pub(super) async fn create(
     let Json(req) = body?;
     let wallets = state.wallets()?;
     let fp = idempotency::fingerprint("POST /v1/wallets", &json!({"user_id": req.user_id}));
-    if let Some(replay) = idempotency::lookup(&state.pool, &caller.sub, &key, &fp).await? {
-        return Ok((replay.status, Json(replay.body)).into_response());
-    }
-    // Refuse before any effect if the audit trail cannot be written.
-    let did = wallets.did_of(&req.user_id).await.map_err(accounts_error)?;
-    audit(&state, &caller, "wallet.create", &did.to_string(), &headers, "requested").await?;
-    let (wallet, created) = wallets.create(&req.user_id).await.map_err(accounts_error)?;
-    audit(
-        &state,
-        &caller,
-        "wallet.create",
-        &wallet.did.to_string(),
-        &headers,
-        if created { "created" } else { "existing" },
-    )
-    .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let body = serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?;
-    idempotency::store(&state.pool, &caller.sub, &key, &fp, status, &body).await?;
-    Ok((status, Json(body)).into_response())
+    idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
+        // Refuse before any effect if the audit trail cannot be written.
+        let did = wallets.did_of(&req.user_id).await.map_err(accounts_error)?;
+        audit(&state, &caller, "wallet.create", &did.to_string(), &headers, "requested").await?;
+        let (wallet, created) = wallets.create(&req.user_id).await.map_err(accounts_error)?;
+        let outcome = if created { "created" } else { "existing" };
+        audit(&state, &caller, "wallet.create", &wallet.did.to_string(), &headers, outcome).await?;
+        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        Ok((status, serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?))
+    })
+    .await
 }
 
 /// `GET /v1/wallets/{user_id}`.
@@ -84,24 +76,30 @@ pub(super) async fn get(
     Ok(Json(serde_json::to_value(&wallet).map_err(|e| ApiError::internal(&e))?))
 }
 
-/// `POST /v1/wallets/{user_id}/deactivate` (officer): the user's DID resolves as
+/// `POST /v1/wallets/{user_id}/deactivate` (officer, Idempotency-Key): the user's DID resolves as
 /// deactivated (410) from now on. Audited; deactivating twice is harmless.
 pub(super) async fn deactivate(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
     Path(user_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Role::Officer)?;
+    let key = idempotency::key(&headers)?;
     let wallets = state.wallets()?;
-    let did = wallets.did_of(&user_id).await.map_err(accounts_error)?;
-    audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "requested").await?;
-    let Some(wallet) = wallets.deactivate(&user_id).await.map_err(accounts_error)? else {
-        audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "not_found").await?;
-        return Err(ApiError::not_found("wallet_not_found", "no wallet for this user"));
-    };
-    audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "deactivated").await?;
-    Ok(Json(json!({"did": wallet.did.to_string(), "address": wallet.address, "deactivated": wallet.deactivated})))
+    let fp = idempotency::fingerprint("POST /v1/wallets/{user_id}/deactivate", &json!({"user_id": user_id}));
+    idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
+        let did = wallets.did_of(&user_id).await.map_err(accounts_error)?;
+        audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "requested").await?;
+        let Some(wallet) = wallets.deactivate(&user_id).await.map_err(accounts_error)? else {
+            audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "not_found").await?;
+            return Err(ApiError::not_found("wallet_not_found", "no wallet for this user"));
+        };
+        audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "deactivated").await?;
+        let body = json!({"did": wallet.did.to_string(), "address": wallet.address, "deactivated": wallet.deactivated});
+        Ok((StatusCode::OK, body))
+    })
+    .await
 }
 
 /// `GET /wallet/status`: the caller's own wallet (`sub` is the user id).

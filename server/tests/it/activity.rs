@@ -57,7 +57,7 @@ async fn bad_activities_are_a_clear_4xx() {
     let ok = json!({"user_id": "u", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"});
     let cases = [
         (json!({"user_id": "u", "type": "attendance", "occurred_at": "yesterday"}), 400, "invalid_occurred_at"),
-        (json!({"user_id": "u", "type": "attendance"}), 400, "invalid_body"),
+        (json!({"user_id": "u", "occurred_at": "2026-01-05T08:00:00Z"}), 400, "invalid_body"),
         (json!({"user_id": "u", "type": "_mint", "occurred_at": "2026-01-05T08:00:00Z"}), 400, "invalid_activity"),
         (json!({"user_id": "", "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"}), 400, "invalid_activity"),
         (json!({"user_id": "u", "type": "attendance", "occurred_at": "2999-01-05T08:00:00Z"}), 400, "invalid_activity"),
@@ -83,9 +83,58 @@ async fn bad_activities_are_a_clear_4xx() {
         s.post("/mintToken", &token("u", &["user"]), Some("m"), &json!({"userId": "u", "amount": 1})).await;
     assert_eq!(status, 403);
     let (status, answer) = s.post("/mintToken", &app, Some("m0"), &json!({"userId": "u", "amount": 0})).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_activity")));
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_amount")));
     // None of the refused keys was taken.
     assert_eq!(s.post("/activity/track", &app, Some("bad0"), &ok).await.0, 202);
+}
+
+/// The seeds' own bodies: `/mintToken` with a decimal-string amount, `/activity/track` with `{type, payload}`
+/// and a user id but no `occurred_at`.
+#[tokio::test]
+async fn the_seeds_bodies_are_accepted_as_given() {
+    let s = Service::start(Engine::Sqlite).await;
+    let app = token("backend", &["app"]);
+    let mint = json!({"userId": "u123", "amount": "100", "reason": "attendance:2025-08-25"});
+    let (status, answer) = s.post("/mintToken", &app, Some("seed-mint"), &mint).await;
+    assert_eq!(status, 202, "{answer}");
+    let (_, view) = s.get(&format!("/activity/{}", answer["id"].as_str().unwrap()), Some(&app)).await;
+    assert_eq!(view["issued"][0]["amount"], format!("100{}", "0".repeat(18)), "100 whole PTKN: {view}");
+    let (status, answer) = s.post("/mintToken", &app, Some("int-mint"), &json!({"userId": "u123", "amount": 7})).await;
+    assert_eq!(status, 202, "a JSON integer too: {answer}");
+
+    let track = json!({"user_id": "u123", "type": "attendance", "payload": {"site": "HQ"}});
+    let (status, answer) = s.post("/activity/track", &app, Some("seed-track"), &track).await;
+    assert_eq!((status, answer["status"].as_str()), (202, Some("queued")), "{answer}");
+    let (_, page) = s.get("/v1/wallets/u123/activities?type=attendance", Some(&app)).await;
+    let occurred = page["activities"][0]["occurredAt"].as_str().unwrap().to_owned();
+    assert!(occurred.starts_with("20") && occurred.ends_with('Z'), "defaults to the time of receipt: {page}");
+
+    // Fractions, signs, exponents, junk and amounts over the maximum: a 400 naming the field, nothing stored.
+    for (i, amount) in [
+        json!("1.5"),
+        json!(1.5),
+        json!("-1"),
+        json!(-1),
+        json!("+1"),
+        json!(" 1"),
+        json!("1e2"),
+        json!("abc"),
+        json!("1000000001"),
+        json!(null),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for path in ["/mintToken", "/v1/tokens/burn"] {
+            let body = json!({"userId": "u123", "amount": amount});
+            let (status, answer) = s.post(path, &app, Some(&format!("bad-amount-{i}")), &body).await;
+            assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_amount")), "{path} {amount}");
+            assert!(answer["error"]["message"].as_str().unwrap().starts_with("amount must be"), "{answer}");
+        }
+    }
+    let (_, page) = s.get("/v1/wallets/u123/activities", Some(&app)).await;
+    assert_eq!(page["activities"].as_array().unwrap().len(), 3, "only the three good requests: {page}");
+    s.stop();
 }
 
 /// On the devnet (chain, contracts, HSM issuer and anchor keys), the worker inside `custody serve`

@@ -1,5 +1,7 @@
 //! Cross-cutting HTTP behaviour: rate limits and the OpenAPI document.
 
+use std::time::Duration;
+
 use custody_signer::test_utils::Engine;
 use serde_json::Value;
 
@@ -23,6 +25,46 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
     assert_eq!(body["error"]["code"], "rate_limited");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(s.get("/healthz", None).await.0, 200, "a token comes back after 1/rate");
+    s.stop();
+}
+
+/// A client that sends half a request's headers is cut off at `header_read_timeout_secs`, not held for ever.
+#[tokio::test]
+async fn a_slow_client_is_cut_off_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Service::start_with_server(Engine::Sqlite, "header_read_timeout_secs = 1").await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: custody\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection within 5 s")
+        .ok();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "no answer to half a request: {answer}");
+    assert_eq!(s.get("/healthz", None).await.0, 200, "other clients are served");
+    s.stop();
+}
+
+/// Connections beyond `max_connections` wait until one closes.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_one_to_close() {
+    let s = Service::start_with_server(Engine::Sqlite, "max_connections = 2\nheader_read_timeout_secs = 30").await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = || reqwest::Client::new().get(format!("{}/healthz", s.url)).timeout(Duration::from_secs(1)).send();
+    assert!(fresh().await.is_err(), "both connections are taken: a third waits");
+    idle.clear();
+    let resp = fresh().await.expect("served once the idle connections closed");
+    assert_eq!(resp.status(), 200);
     s.stop();
 }
 

@@ -41,6 +41,16 @@ impl Service {
         service
     }
 
+    /// Starts with `keys` (TOML `key = value` lines) added to the `[server]` table.
+    pub async fn start_with_server(engine: Engine, keys: &str) -> Self {
+        let mut service = Self::prepare(engine, "").await;
+        let text = std::fs::read_to_string(&service.config).unwrap();
+        std::fs::write(&service.config, text.replacen("drain_secs = 5\n", &format!("drain_secs = 5\n{keys}\n"), 1))
+            .unwrap();
+        service.launch(&[]).await;
+        service
+    }
+
     /// A fresh token, database, configuration (`extra` TOML appended) and deployment record
     /// (the deterministic addresses of a single-operator deployment); nothing runs until [`Self::launch`].
     pub async fn prepare(engine: Engine, extra: &str) -> Self {

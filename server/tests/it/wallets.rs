@@ -58,10 +58,10 @@ async fn create_and_read(engine: Engine) {
     let path = "/v1/wallets/user-1/deactivate";
     assert_eq!(s.post(path, &app, None, &json!({})).await.0, 403, "apps cannot deactivate");
     let officer = token("officer-1", &["officer"]);
-    let (status, body) = s.post(path, &officer, None, &json!({})).await;
+    let (status, body) = s.post(path, &officer, Some("d1"), &json!({})).await;
     assert_eq!((status, &body["deactivated"], &body["did"]), (200, &json!(true), &json!(did)), "{body}");
-    assert_eq!(s.post(path, &officer, None, &json!({})).await.0, 200, "deactivating twice is harmless");
-    assert_eq!(s.post("/v1/wallets/nobody/deactivate", &officer, None, &json!({})).await.0, 404);
+    assert_eq!(s.post(path, &officer, Some("d2"), &json!({})).await.0, 200, "deactivating twice is harmless");
+    assert_eq!(s.post("/v1/wallets/nobody/deactivate", &officer, Some("d3"), &json!({})).await.0, 404);
     let (status, result) = s.get(&format!("/1.0/identifiers/{did}"), None).await;
     assert_eq!((status, &result["didDocumentMetadata"]["deactivated"]), (410, &json!(true)), "{result}");
 
