@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test Peruri Custody:
-# SoftHSM2 (Debian), the moto KMS server (PyPI), the contracts' npm packages, and
+# SoftHSM2 (Debian), the moto KMS server and schemathesis (PyPI), the contracts' npm packages, and
 # cargo-nextest. Idempotent: each step runs only when its part is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,12 @@ if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   say "installing the moto KMS server (PyPI moto[server])"
   pip_args=(install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6')
   # Debian's own Python refuses system-wide installs (PEP 668); pyenv's does not.
+  python3 -m pip "${pip_args[@]}" 2>/dev/null || python3 -m pip "${pip_args[@]}" --break-system-packages
+fi
+
+if ! command -v schemathesis >/dev/null 2>&1; then
+  say "installing schemathesis (PyPI), the OpenAPI fuzzer the tests run against the API"
+  pip_args=(install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5')
   python3 -m pip "${pip_args[@]}" 2>/dev/null || python3 -m pip "${pip_args[@]}" --break-system-packages
 fi
 

@@ -103,11 +103,12 @@ fn base32(bytes: &[u8]) -> String {
 
 /// A W3C DID Core document with one `EcdsaSecp256k1RecoveryMethod2020` verification method: the
 /// smart account, as a CAIP-10 `blockchainAccountId`, used for authentication and assertions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DidDocument {
     /// JSON-LD contexts: DID v1 and the secp256k1 recovery suite.
     #[serde(rename = "@context")]
+    #[schema(value_type = Vec<String>)]
     pub context: [&'static str; 2],
     /// The DID.
     pub id: Did,
@@ -120,13 +121,14 @@ pub struct DidDocument {
 }
 
 /// A verification method bound to a blockchain account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationMethod {
     /// `<did>#controller`.
     pub id: String,
     /// `EcdsaSecp256k1RecoveryMethod2020`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// The DID.
     pub controller: Did,
@@ -154,11 +156,12 @@ impl DidDocument {
 }
 
 /// A DID resolution result as a Universal Resolver driver returns it (`GET /1.0/identifiers/{did}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DidResolution {
     /// `https://w3id.org/did-resolution/v1`.
     #[serde(rename = "@context")]
+    #[schema(value_type = String)]
     pub context: &'static str,
     /// The document.
     pub did_document: DidDocument,
@@ -169,15 +172,16 @@ pub struct DidResolution {
 }
 
 /// DID resolution metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolutionMetadata {
     /// The document's media type: [`DidResolution::DOCUMENT_MEDIA_TYPE`].
+    #[schema(value_type = String)]
     pub content_type: &'static str,
 }
 
 /// DID document metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentMetadata {
     /// When the DID was created (XML datetime in UTC, whole seconds: `2026-01-02T03:04:05Z`).

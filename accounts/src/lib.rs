@@ -22,9 +22,11 @@
 
 mod did;
 mod error;
+mod schema;
 mod store;
 mod wallets;
 
 pub use did::{Did, DidDocument, DidResolution, DocumentMetadata, ResolutionMetadata, VerificationMethod};
 pub use error::Error;
-pub use wallets::{ChainContext, Custody, MAX_USER_ID_CHARS, Wallet, Wallets};
+pub use schema::{AddressText, DID_PATTERN, USER_ID_PATTERN, UserId};
+pub use wallets::{ChainContext, Custody, MAX_USER_ID_CHARS, Wallet, Wallets, validate_user_id};

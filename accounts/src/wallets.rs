@@ -73,7 +73,7 @@ impl ChainContext {
 }
 
 /// Who holds the owner key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum Custody {
     /// The service, in the HSM.
     #[serde(rename = "custodial")]
@@ -86,17 +86,20 @@ pub enum Custody {
 /// A user's wallet. Serialises to the API shape
 /// `{"user_id","did","address","owner","custody","deployed"}` (addresses EIP-55 checksummed); the other
 /// fields are for the service. `Debug` leaves out the user id.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Wallet {
     /// The application's user id.
+    #[schema(value_type = crate::UserId)]
     pub user_id: String,
     /// `did:peruri:<pseudonym>`.
     pub did: Did,
     /// The smart account (counterfactual until deployed).
     #[serde(serialize_with = "checksummed")]
+    #[schema(value_type = crate::AddressText)]
     pub address: Address,
     /// The owner key's address.
     #[serde(serialize_with = "checksummed")]
+    #[schema(value_type = crate::AddressText)]
     pub owner: Address,
     /// Who holds the owner key.
     pub custody: Custody,
@@ -365,7 +368,8 @@ impl Wallet {
 }
 
 /// A user id is 1 to [`MAX_USER_ID_CHARS`] characters, none of them a control character.
-fn validate_user_id(user_id: &str) -> Result<(), Error> {
+/// Refuses a user id that is empty, longer than [`MAX_USER_ID_CHARS`] or holds a control character.
+pub fn validate_user_id(user_id: &str) -> Result<(), Error> {
     if user_id.is_empty() {
         return Err(Error::InvalidUserId("empty"));
     }

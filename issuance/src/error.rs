@@ -6,6 +6,9 @@ pub enum Error {
     /// The activity is not acceptable (bad type, time, user id or amount).
     #[error("invalid activity: {0}")]
     Invalid(&'static str),
+    /// Well-formed but outside what is accepted (e.g. `occurred_at` in the future).
+    #[error("{0}")]
+    OutOfRange(&'static str),
     /// `occurred_at` was sent but is not an RFC 3339 time.
     #[error("occurred_at must be an RFC 3339 time, e.g. 2026-01-05T08:00:00Z")]
     InvalidOccurredAt,

@@ -206,7 +206,7 @@ fn validate(activity: &NewActivity) -> Result<(), Error> {
     }
     let latest = store::now_millis() / 1000 + 86_400;
     if activity.occurred_at <= 0 || activity.occurred_at > latest {
-        return Err(Error::Invalid("occurred_at must be after 1970 and not in the future"));
+        return Err(Error::OutOfRange("occurred_at must be after 1970 and at most a day in the future"));
     }
     Ok(())
 }

@@ -148,9 +148,9 @@ impl ActivityConsumer {
         let caller = format!("amqp:{}", self.config.queue);
         match self.issuance.track_request(&caller, key, message).await {
             Ok(_) => Outcome::Stored,
-            Err(e @ (Error::Invalid(_) | Error::InvalidOccurredAt | Error::IdempotencyConflict)) => {
-                Outcome::DeadLetter(e.to_string())
-            }
+            Err(
+                e @ (Error::Invalid(_) | Error::OutOfRange(_) | Error::InvalidOccurredAt | Error::IdempotencyConflict),
+            ) => Outcome::DeadLetter(e.to_string()),
             Err(e) => Outcome::Retry(e),
         }
     }

@@ -28,16 +28,26 @@ pub struct NewActivity {
 }
 
 /// An activity as the app sends it, over HTTP (`POST /activity/track`) or the activity stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackRequest {
+    /// The app's user id.
+    #[schema(value_type = custody_accounts::UserId)]
     pub user_id: String,
+    /// The activity type (`attendance`, `training_completed`, `milestone`, or anything else).
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^[A-Za-z0-9.-][A-Za-z0-9_.-]{0,63}$",
+        examples("attendance", "training_completed", "milestone")
+    )]
     pub kind: String,
+    /// Free-form details (kept in the database only, never on-chain).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// RFC 3339, e.g. `2026-01-05T08:00:00Z`; the time of receipt when absent.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
 }
 
@@ -67,7 +77,7 @@ pub struct Tracked {
 }
 
 /// One issued item as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedItem {
     /// `token`, `badge`, `burn` or `log`.
@@ -83,7 +93,7 @@ pub struct IssuedItem {
 }
 
 /// An activity as `GET /activity/{id}` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityView {
     /// The activity id.
@@ -112,7 +122,7 @@ pub struct ActivityView {
 }
 
 /// One activity in a user's history (`GET /v1/wallets/{user_id}/activities`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivitySummary {
     /// The activity id (`GET /activity/{id}` has the proof and the items).

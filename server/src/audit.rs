@@ -33,7 +33,7 @@ pub(crate) struct Entry<'a> {
 }
 
 /// A stored entry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Stored {
     pub(crate) seq: i64,
     pub(crate) at: i64,

@@ -1,43 +1,69 @@
 //! Token amounts as the API takes them: whole PTKN, as a decimal string (`"100"`, the ecosystem's form,
-//! exact past 2^53) or a JSON integer (`100`). Fractions, signs, exponents, leading zeros or junk, and
-//! values over the configured maximum are refused with a 400 that names the field.
+//! exact past 2^53) or a JSON integer (`100`; JSON Schema's integer, so `1e2` too). Fractions, signs,
+//! leading zeros or junk are a 400 naming the field; amounts over the configured maximum a 422.
 
+use axum::http::StatusCode;
 use serde_json::Value;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, OneOfBuilder, RefOr, Schema, schema::Type},
+};
 
 use super::error::ApiError;
 
-/// Digits of the largest `u64`.
-const MAX_DIGITS: usize = 20;
-
-/// The whole-PTKN amount in `value` (the JSON field `field`), at most `max`.
+/// The whole-PTKN amount in `value` (the JSON field `field`), from 1 to `max`.
 pub(crate) fn whole(field: &str, value: &Value, max: u64) -> Result<u64, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_amount",
-            format!(
-                "{field} must be a whole number of PTKN from 1 to {max}, as a decimal string (\"100\") or an integer"
-            ),
+            format!("{field} must be a whole number of PTKN, as a decimal string (\"100\") or an integer"),
         )
     };
     let amount = match value {
         Value::String(text) => decimal(text).ok_or_else(invalid)?,
-        // A JSON number: only an integer without fraction or exponent (serde_json keeps `1.0` and `1e2` as f64).
-        Value::Number(n) => n.as_u64().ok_or_else(invalid)?,
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(whole), _) => u128::from(whole),
+            // JSON Schema's integer: any integral number (`1e2`; serde_json keeps integers past u64 as
+            // f64). The cast saturates.
+            (None, Some(f)) if f.fract() == 0.0 && f >= 1.0 => f as u128,
+            _ => return Err(invalid()),
+        },
         _ => return Err(invalid()),
     };
-    if amount == 0 || amount > max {
+    if amount == 0 {
         return Err(invalid());
     }
-    Ok(amount)
+    u64::try_from(amount).ok().filter(|a| *a <= max).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", format!("{field} must be at most {max} PTKN"))
+    })
 }
 
-/// `text` as a canonical decimal: ASCII digits only, no sign, no leading zero, no whitespace.
-fn decimal(text: &str) -> Option<u64> {
-    let canonical = !text.is_empty()
-        && text.len() <= MAX_DIGITS
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    canonical.then(|| text.parse().ok()).flatten()
+/// `text` as a canonical decimal (ASCII digits, no sign, no leading zero, no whitespace), saturating.
+fn decimal(text: &str) -> Option<u128> {
+    let canonical = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    canonical.then(|| text.parse().unwrap_or(u128::MAX))
+}
+
+/// The schema of an amount field.
+#[derive(Debug)]
+pub(crate) struct Amount;
+
+impl PartialSchema for Amount {
+    fn schema() -> RefOr<Schema> {
+        let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[1-9][0-9]*$"));
+        let integer = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+        let either = OneOfBuilder::new().item(text).item(integer).description(Some(
+            "Whole PTKN (10^18 base units each): a decimal string (\"100\") or an integer; over [issuance] \
+             max_amount (10^9 by default) is a 422 out_of_range.",
+        ));
+        either.into()
+    }
+}
+
+impl ToSchema for Amount {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WholePtkn")
+    }
 }
 
 #[cfg(test)]
@@ -48,7 +74,14 @@ mod tests {
 
     #[test]
     fn strings_and_integers_are_whole_ptkn() {
-        for (value, want) in [(json!("100"), 100), (json!(100), 100), (json!("1"), 1), (json!("1000000"), 1_000_000)] {
+        for (value, want) in [
+            (json!("100"), 100),
+            (json!(100), 100),
+            (json!("1"), 1),
+            (json!("1000000"), 1_000_000),
+            (json!(1e2), 100),
+            (json!(7.0), 7),
+        ] {
             assert_eq!(whole("amount", &value, 1_000_000).ok(), Some(want), "{value}");
         }
     }
@@ -66,14 +99,9 @@ mod tests {
             json!("01"),
             json!("1.5"),
             json!(1.5),
-            json!(1.0),
-            json!(1e2),
             json!("1e2"),
             json!("0x10"),
             json!(""),
-            json!("1000001"),
-            json!("18446744073709551616"),
-            json!("99999999999999999999999"),
             json!(null),
             json!(true),
             json!([1]),
@@ -81,6 +109,19 @@ mod tests {
             let err = whole("amount", &value, 1_000_000).expect_err(&value.to_string());
             let text = format!("{err:?}");
             assert!(text.contains("invalid_amount") && text.contains("amount must be"), "{value}: {text}");
+        }
+    }
+
+    #[test]
+    fn amounts_over_the_maximum_are_out_of_range() {
+        let huge: serde_json::Value = serde_json::from_str("100000000000000000000000").expect("json");
+        for value in [json!("1000001"), json!(1_000_001), json!("18446744073709551616"), json!("9".repeat(40)), huge] {
+            let err = whole("amount", &value, 1_000_000).expect_err(&value.to_string());
+            let text = format!("{err:?}");
+            assert!(
+                text.contains("out_of_range") && text.contains("amount must be at most 1000000"),
+                "{value}: {text}"
+            );
         }
     }
 }

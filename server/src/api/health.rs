@@ -3,16 +3,47 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
 
+/// `GET /healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Readiness {
+    /// `ready` or `degraded`.
+    status: &'static str,
+    checks: Checks,
+}
+
+/// Each dependency: `ok` or `down`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Checks {
+    database: &'static str,
+    hsm: &'static str,
+    chain: &'static str,
+}
+
 /// `GET /healthz`: the process answers.
-pub(super) async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive.", body = Health)))]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: the database, the HSM (or KMS) and the chain answer; 503 otherwise.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency answers.", body = Readiness),
+        (status = 503, description = "One does not.", body = Readiness),
+    ),
+)]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let timeout = Duration::from_secs(2);
     let db = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.pool)).await;
@@ -28,13 +59,8 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
     let ready = db_ok && hsm_ok && chain_ok;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "down" };
-    (
-        status,
-        Json(json!({
-            "status": if ready { "ready" } else { "degraded" },
-            "checks": {"database": word(db_ok), "hsm": word(hsm_ok), "chain": word(chain_ok)},
-        })),
-    )
+    let checks = Checks { database: word(db_ok), hsm: word(hsm_ok), chain: word(chain_ok) };
+    (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks }))
 }
 
 async fn chain_answers(url: &str, timeout: Duration) -> bool {
@@ -45,6 +71,13 @@ async fn chain_answers(url: &str, timeout: Duration) -> bool {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are not enabled in this process.", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match &state.metrics {
         Some(handle) => (StatusCode::OK, handle.render()).into_response(),

@@ -9,6 +9,7 @@
 mod activity;
 mod amount;
 pub(crate) mod auth;
+mod doc;
 pub(crate) mod error;
 mod health;
 mod idempotency;
@@ -34,6 +35,8 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::audit::Audit;
 use auth::{Auth, Caller, Role};
@@ -103,27 +106,29 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
     // ERC-7769 JSON-RPC: public like any bundler's (an operation is authorised by its account's
     // signature and, for sponsorship, the paymaster's); debug methods only when configured.
     let rpc = state.bundler.clone().map_or_else(Router::new, custody_bundler::rpc::router);
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/admin/audit", get(audit_page))
-        .route("/v1/wallets", axum::routing::post(wallets::create))
-        .route("/v1/wallets/{user_id}", get(wallets::get))
-        .route("/v1/wallets/{user_id}/deactivate", axum::routing::post(wallets::deactivate))
-        .route("/wallet/status", get(wallets::status))
-        .route("/1.0/identifiers/{did}", get(wallets::resolve))
-        .route("/activity/track", axum::routing::post(activity::track))
-        .route("/activity/{id}", get(activity::get))
-        .route("/mintToken", axum::routing::post(activity::mint))
-        .route("/v1/tokens/burn", axum::routing::post(activity::burn))
-        .route("/v1/wallets/{user_id}/tokens", get(activity::tokens))
-        .route("/v1/wallets/{user_id}/badges", get(activity::badges))
-        .route("/v1/wallets/{user_id}/activities", get(activity::activities))
-        .route("/wallet/tokens", get(activity::own_tokens))
-        .route("/wallet/badges", get(activity::own_badges))
-        .route("/wallet/activities", get(activity::own_activities))
+    let (api, document) = OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(audit_page))
+        .routes(routes!(wallets::create))
+        .routes(routes!(wallets::get))
+        .routes(routes!(wallets::deactivate))
+        .routes(routes!(wallets::status))
+        .routes(routes!(wallets::resolve))
+        .routes(routes!(activity::track))
+        .routes(routes!(activity::get))
+        .routes(routes!(activity::mint))
+        .routes(routes!(activity::burn))
+        .routes(routes!(activity::tokens))
+        .routes(routes!(activity::badges))
+        .routes(routes!(activity::activities))
+        .routes(routes!(activity::own_tokens))
+        .routes(routes!(activity::own_badges))
+        .routes(routes!(activity::own_activities))
+        .split_for_parts();
+    let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
+    api.route("/openapi.json", get(move || openapi(document.clone())))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .with_state(state)
         .merge(rpc)
@@ -155,12 +160,9 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
 }
 
-/// The OpenAPI 3.1 document of this API (kept beside the code; a test checks every path it names is routed).
-pub(crate) const OPENAPI: &str = include_str!("openapi.json");
-
-/// `GET /openapi.json`.
-async fn openapi() -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// `GET /openapi.json`: the document generated from the handlers ([`doc`]).
+async fn openapi(document: Arc<str>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string())
 }
 
 /// 128-bit random request ids.
@@ -174,31 +176,50 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Entries after this sequence number.
     #[serde(default)]
+    #[param(minimum = 0)]
     after: i64,
+    /// Entries on the page.
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: i64,
+}
+
+/// A page of the audit trail.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct AuditPage {
+    entries: Vec<crate::audit::Stored>,
+    /// The `after` of the next page.
+    next_after: Option<i64>,
 }
 
 fn default_limit() -> i64 {
     100
 }
 
-/// `GET /v1/admin/audit?after=SEQ&limit=N` (role `auditor`): a page of the trail and whether it verifies.
+/// `GET /v1/admin/audit?after=SEQ&limit=N` (role `auditor`): a page of the trail.
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "audit", security(("bearer" = [])),
+    description = "Role auditor. A page of the hash-chained audit trail.",
+    params(AuditQuery),
+    responses((status = 200, description = "A page.", body = AuditPage), doc::Reads),
+)]
 async fn audit_page(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Role::Auditor)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if !(1..=1000).contains(&q.limit) || q.after < 0 {
         return Err(ApiError::bad_request("invalid_query", "limit must be 1..=1000 and after ≥ 0"));
     }
     let entries = state.audit.page(q.after, q.limit).await.map_err(|e| ApiError::internal(&e))?;
-    let next = entries.last().map(|e| e.seq);
-    Ok(Json(serde_json::json!({ "entries": entries, "next_after": next })))
+    let next_after = entries.last().map(|e| e.seq);
+    Ok(Json(AuditPage { entries, next_after }))
 }

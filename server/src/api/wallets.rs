@@ -13,21 +13,46 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use custody_accounts::{Did, DidResolution, Error as AccountsError};
-use serde::Deserialize;
+use custody_accounts::{AddressText, Did, DidDocument, DidResolution, Error as AccountsError, UserId, Wallet};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
     AppState, audit,
     auth::{Caller, Role},
+    doc::{IdempotencyKey, Reads, Writes},
     error::ApiError,
     idempotency,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateWallet {
+    #[schema(value_type = UserId)]
     user_id: String,
+}
+
+/// `GET /wallet/status`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WalletStatus {
+    /// The smart account, once the wallet exists.
+    #[schema(value_type = Option<AddressText>)]
+    wallet_address: Option<String>,
+    /// Always `erc4337`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Whether the wallet exists.
+    ready: bool,
+}
+
+/// `POST /v1/wallets/{user_id}/deactivate`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Deactivated {
+    did: Did,
+    #[schema(value_type = AddressText)]
+    address: String,
+    deactivated: bool,
 }
 
 /// The API answer to an accounts error: 400 for bad input, else a 500.
@@ -40,6 +65,16 @@ pub(super) fn accounts_error(e: AccountsError) -> ApiError {
 }
 
 /// `POST /v1/wallets`: 201 with the new wallet, 200 with the existing one.
+#[utoipa::path(
+    post, path = "/v1/wallets", tag = "wallets", security(("bearer" = [])),
+    description = "Role app. The user's owner key (wrapped in the HSM), DID and counterfactual smart account.",
+    params(IdempotencyKey), request_body = CreateWallet,
+    responses(
+        (status = 201, description = "Created.", body = Wallet),
+        (status = 200, description = "The user already had it.", body = Wallet),
+        Writes,
+    ),
+)]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -65,6 +100,11 @@ pub(super) async fn create(
 }
 
 /// `GET /v1/wallets/{user_id}`.
+#[utoipa::path(
+    get, path = "/v1/wallets/{user_id}", tag = "wallets", security(("bearer" = [])), description = "Role app.",
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, description = "The wallet.", body = Wallet), Reads),
+)]
 pub(super) async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -78,6 +118,12 @@ pub(super) async fn get(
 
 /// `POST /v1/wallets/{user_id}/deactivate` (officer, Idempotency-Key): the user's DID resolves as
 /// deactivated (410) from now on. Audited; deactivating twice is harmless.
+#[utoipa::path(
+    post, path = "/v1/wallets/{user_id}/deactivate", tag = "wallets", security(("bearer" = [])),
+    description = "Role officer. The DID resolves as deactivated (410) from then on; deactivating twice is harmless.",
+    params(("user_id" = UserId, Path), IdempotencyKey),
+    responses((status = 200, description = "Deactivated.", body = Deactivated), Writes),
+)]
 pub(super) async fn deactivate(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -96,27 +142,46 @@ pub(super) async fn deactivate(
             return Err(ApiError::not_found("wallet_not_found", "no wallet for this user"));
         };
         audit(&state, &caller, "did.deactivate", &did.to_string(), &headers, "deactivated").await?;
-        let body = json!({"did": wallet.did.to_string(), "address": wallet.address, "deactivated": wallet.deactivated});
-        Ok((StatusCode::OK, body))
+        let body =
+            Deactivated { did: wallet.did, address: wallet.address.to_checksum(None), deactivated: wallet.deactivated };
+        Ok((StatusCode::OK, serde_json::to_value(body).map_err(|e| ApiError::internal(&e))?))
     })
     .await
 }
 
 /// `GET /wallet/status`: the caller's own wallet (`sub` is the user id).
-pub(super) async fn status(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get, path = "/wallet/status", tag = "user", security(("bearer" = [])),
+    description = "Role user: the calling user's own wallet (the token's sub is the user id).",
+    responses((status = 200, description = "Status.", body = WalletStatus), Reads),
+)]
+pub(super) async fn status(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<WalletStatus>, ApiError> {
     caller.require(Role::User)?;
     let wallet = state.wallets()?.get(&caller.sub).await.map_err(accounts_error)?;
-    Ok(Json(match wallet {
-        Some(w) => json!({"walletAddress": w.address.to_checksum(None), "type": "erc4337", "ready": true}),
-        None => json!({"walletAddress": null, "type": "erc4337", "ready": false}),
-    }))
+    let wallet_address = wallet.as_ref().map(|w| w.address.to_checksum(None));
+    Ok(Json(WalletStatus { ready: wallet_address.is_some(), wallet_address, kind: "erc4337" }))
 }
 
 /// `GET /1.0/identifiers/{did}`: the DID document (`application/did+json` or
 /// `application/did+ld+json`) or the resolution result, by Accept header.
+#[utoipa::path(
+    get, path = "/1.0/identifiers/{did}", tag = "did",
+    description = "Public: a Universal Resolver driver. The document by Accept header, else the resolution result.",
+    params(("did" = Did, Path)),
+    responses(
+        (status = 200, description = "Resolved.", content(
+            (DidResolution = "application/ld+json;profile=\"https://w3id.org/did-resolution\""),
+            (DidDocument = "application/did+json"),
+            (DidDocument = "application/did+ld+json"),
+        )),
+        (status = 410, description = "Deactivated (the resolution result says so).", content(
+            (DidResolution = "application/ld+json;profile=\"https://w3id.org/did-resolution\""),
+            (DidDocument = "application/did+json"),
+            (DidDocument = "application/did+ld+json"),
+        )),
+        Reads,
+    ),
+)]
 pub(super) async fn resolve(
     State(state): State<Arc<AppState>>,
     Path(did): Path<String>,
