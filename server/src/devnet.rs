@@ -4,8 +4,9 @@
 //! .devnet/softhsm   persistent SoftHSM2 token (KEK, pseudonym and infrastructure keys)
 //! .devnet/custody.db the key store (SQLite)
 //! local chain       Hardhat node, 2 s blocks, contracts deployed by the HSM admin key
-//! the API          http://127.0.0.1:8080, tokens signed by .devnet/jwt-es256.pem
-//! .devnet/devnet.json  api_url, rpc_url, chain_id, contracts, keys, tokens
+//! the API          http://127.0.0.1:8080 (loopback only), tokens signed by .devnet/jwt-es256.pem
+//! .devnet/devnet.json  api_url, rpc_url, chain_id, contracts, keys, tokens (0600: the tokens)
+//! .devnet/custody.env  the environment for `custody` commands against it (0600: the PIN)
 //! ```
 //!
 //! A second run reuses the token and the database; the chain starts fresh and the
@@ -39,7 +40,7 @@ pub(crate) struct DevnetArgs {
     /// Seconds between blocks (0: a block per transaction).
     #[arg(long, default_value_t = 2)]
     block_time: u64,
-    /// Where the API listens.
+    /// Where the API listens: a loopback address (port 0: any free port, see devnet.json's api_url).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
 }
@@ -48,6 +49,13 @@ pub(crate) struct DevnetArgs {
 /// Runs before the async runtime starts: SoftHSM reads its configuration from
 /// the environment.
 pub(crate) fn prepare(args: &DevnetArgs) -> anyhow::Result<SoftHsm> {
+    if !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {} is not a loopback address: the devnet's API has its debug methods on and its tokens in \
+             devnet.json, for this machine only (e.g. --listen 127.0.0.1:8081)",
+            args.listen
+        );
+    }
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let hsm = SoftHsm::persistent(&args.dir.join("softhsm"), "custody-devnet")?;
     hsm.activate();
@@ -100,8 +108,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
         "softhsm2_conf": softhsm.conf_path(),
     });
     let path = args.dir.join("devnet.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::devnet_auth::write_private(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
     info!(rpc_url = chain.rpc_url(), %api_url, "devnet ready");
 
     println!("Peruri Custody devnet is running (Ctrl-C stops it).\n");

@@ -53,13 +53,24 @@ fn stop(mut child: Child) {
     }
 }
 
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
 #[tokio::test]
 async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
     let dir = tempfile::tempdir().unwrap();
     let record_path = dir.path().join("devnet.json");
+    // An environment file left readable by others (an older devnet wrote it so) is made private.
+    let env_path = dir.path().join("custody.env");
+    std::fs::write(&env_path, "stale").unwrap();
+    std::fs::set_permissions(&env_path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 
     let mut child = start(dir.path());
     let first = wait_for_record(&mut child, &record_path);
+    for secret in ["devnet.json", "custody.env", "jwt-es256.pem"] {
+        assert_eq!(mode(&dir.path().join(secret)), 0o600, "{secret} is readable by its owner only");
+    }
     let rpc = first["rpc_url"].as_str().unwrap().to_owned();
     let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
     assert_eq!(provider.get_chain_id().await.unwrap(), 1337);
@@ -135,4 +146,21 @@ async fn devnet_deploys_with_hsm_keys_and_reuses_its_state() {
         .unwrap();
     assert_eq!(resp.status(), 200, "the wallet made in the first run is still there");
     stop(child);
+}
+
+/// The devnet's API is for this machine: another address is refused before anything starts.
+#[test]
+fn devnet_refuses_a_non_loopback_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(["devnet", "--dir"])
+        .arg(dir.path())
+        .args(["--listen", "0.0.0.0:8080"])
+        .env_remove("SOFTHSM2_CONF")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--listen 0.0.0.0:8080 is not a loopback address"), "{err}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing is created");
 }
