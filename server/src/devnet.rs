@@ -15,8 +15,9 @@
 //! blocks may be lost). The deployment is found on the chain, not repeated. What is kept must agree: when
 //! the chain state is gone but the directory holds a database or a deployment record of an earlier chain,
 //! the devnet refuses to start and says how to start over (delete the directory), rather than show
-//! confirmations of transactions the new chain never saw. The state file grows by about 1.7 KB a block,
-//! some 70 MB a day at 2 s blocks (`--block-time 0` mines only blocks with transactions).
+//! confirmations of transactions the new chain never saw; the service's own check
+//! ([`crate::chain_identity`]) refuses any other chain. The state file grows by about 1.7 KB a block, some
+//! 70 MB a day at 2 s blocks (`--block-time 0` mines only blocks with transactions).
 
 use std::{
     path::{Path, PathBuf},
@@ -86,7 +87,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 
     let state = args.dir.join(CHAIN_STATE);
     let deployment_file = args.dir.join("deployment.json");
-    let kept = kept_deployment(&args, &state, &deployment_file)?;
+    let kept = kept_deployment(&args, &state, &deployment_file, &pool).await?;
     let block_time = (args.block_time > 0).then(|| Duration::from_secs(args.block_time));
     let node = Node::Anvil { state: Some(state.clone()) };
     let chain_config = LocalChainConfig { chain_id: args.chain_id, block_time, node, ..Default::default() };
@@ -195,10 +196,17 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 }
 
 /// The deployment record to keep, when the chain state is kept too; `None` when both are new. Refuses,
-/// saying how to start over, when only one of them is there.
-fn kept_deployment(args: &DevnetArgs, state: &Path, deployment_file: &Path) -> anyhow::Result<Option<Deployment>> {
+/// saying how to start over, when only one of them is there, or when there is no chain state but the
+/// database was used with a chain (it would disagree with a new one).
+async fn kept_deployment(
+    args: &DevnetArgs,
+    state: &Path,
+    deployment_file: &Path,
+    pool: &sqlx::AnyPool,
+) -> anyhow::Result<Option<Deployment>> {
     let dir = args.dir.display();
     let deployment = if deployment_file.exists() { Some(Deployment::read(deployment_file)?) } else { None };
+    let recorded = crate::chain_identity::recorded(pool).await?;
     match (state.exists(), deployment) {
         (true, Some(deployment)) if deployment.chain_id != args.chain_id => bail!(
             "the chain in {} has chain id {}, not {} (--chain-id): run with --chain-id {}, or start over: rm -rf {dir}",
@@ -213,13 +221,26 @@ fn kept_deployment(args: &DevnetArgs, state: &Path, deployment_file: &Path) -> a
             state.display(),
             deployment_file.display()
         ),
-        (false, None) => Ok(None),
-        (false, Some(_)) => bail!(
-            "there is no chain state {state}, but {dir} holds a deployment record of an earlier chain: a new \
-             chain would not have its transactions. Restore {state}, or start over with a new token, database \
-             and chain: stop the devnet and rm -rf {dir}",
-            state = state.display(),
-        ),
+        (false, deployment) => {
+            let earlier = |r: crate::chain_identity::ChainIdentity| {
+                format!(
+                    "a database of an earlier chain (chain id {}, deployment block {} {})",
+                    r.chain_id, r.block, r.block_hash
+                )
+            };
+            let what = match (deployment, recorded) {
+                (None, None) => return Ok(None),
+                (Some(_), None) => "a deployment record of an earlier chain".to_owned(),
+                (None, Some(r)) => earlier(r),
+                (Some(_), Some(r)) => format!("a deployment record and {}", earlier(r)),
+            };
+            bail!(
+                "there is no chain state {state}, but {dir} holds {what}: a new chain would not have its \
+                 transactions. Restore {state}, or start over with a new token, database and chain: stop the \
+                 devnet and rm -rf {dir}",
+                state = state.display(),
+            )
+        }
     }
 }
 

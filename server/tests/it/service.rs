@@ -160,6 +160,22 @@ public_key_file = "{ed}"
         panic!("custody serve did not answer within 30 s");
     }
 
+    /// Runs `custody serve` with `env` added to its environment, where it must refuse to start; its
+    /// standard error.
+    pub fn refused(&self, env: &[(&str, &str)]) -> String {
+        let child = self
+            .command()
+            .args(["--config"])
+            .arg(&self.config)
+            .arg("serve")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        refusal(child, &format!("custody serve ({env:?})"))
+    }
+
     /// Runs a `custody` subcommand against the same token and database.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         self.command().args(args).output().unwrap()
