@@ -76,24 +76,28 @@ pub enum RecordError {
 #[cfg(any(test, feature = "test-utils"))]
 #[derive(Debug, thiserror::Error)]
 pub enum LocalChainError {
-    /// `contracts/node_modules` is missing.
-    #[error("{dir}/node_modules/.bin/hardhat is missing: run `npm ci --prefix contracts` first")]
-    MissingNodeModules { dir: std::path::PathBuf },
+    /// The node's program is missing (`contracts/node_modules` not installed).
+    #[error("{path} is missing: run `npm ci --prefix contracts` first (scripts/bootstrap.sh does)")]
+    MissingNodeModules { path: std::path::PathBuf },
     /// The node process could not be started.
-    #[error("starting the Hardhat node: {source}")]
+    #[error("starting the {node} node")]
     Spawn {
+        node: &'static str,
         #[source]
         source: std::io::Error,
     },
     /// The node exited before answering.
-    #[error("the Hardhat node exited ({status}); its output:\n{log}")]
-    Exited { status: String, log: String },
+    #[error("the {node} node exited ({status}); its output:\n{log}")]
+    Exited { node: &'static str, status: String, log: String },
     /// The node did not answer in time.
-    #[error("the Hardhat node did not answer in time; its output:\n{log}")]
-    Timeout { log: String },
+    #[error("the {node} node did not answer in time; its output:\n{log}")]
+    Timeout { node: &'static str, log: String },
     /// The node answers with another chain id.
-    #[error("the Hardhat node reports chain id {actual}, expected {expected}")]
-    WrongChainId { expected: u64, actual: u64 },
+    #[error("the {node} node reports chain id {actual}, expected {expected}")]
+    WrongChainId { node: &'static str, expected: u64, actual: u64 },
+    /// The node did not stop cleanly (an Anvil node's state file may be older than its last blocks).
+    #[error("the {node} node did not stop cleanly: {how}; its output:\n{log}")]
+    Stop { node: &'static str, how: String, log: String },
     /// A node RPC call failed.
     #[error("{method}: {source}")]
     Rpc {

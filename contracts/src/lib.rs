@@ -11,7 +11,7 @@
 //!   deploy: deterministic deployment proxy ──► EntryPoint v0.7/v0.8 (canonical addresses)
 //!                                          └─► factories, paymasters, PTKN, PBADGE, PLOG (CREATE2 per DeployConfig)
 //!                                          ──► Deployment {chainId, block, contracts} (JSON)
-//!   besu: IBFT 2.0 genesis (alloc = deterministic deployer) ── the same alloc ──► test_utils::LocalChain (Hardhat)
+//!   besu: IBFT 2.0 genesis (alloc = deterministic deployer) ── the same alloc ──► test_utils::LocalChain (Hardhat or Anvil)
 //! ```
 
 pub mod account;

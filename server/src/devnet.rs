@@ -1,45 +1,59 @@
 //! `custody devnet`: everything on one machine with no set-up.
 //!
 //! ```text
-//! .devnet/softhsm   persistent SoftHSM2 token (KEK, pseudonym and infrastructure keys)
-//! .devnet/custody.db the key store (SQLite)
-//! local chain       Hardhat node, 2 s blocks, contracts deployed by the HSM admin key
-//! the API          http://127.0.0.1:8080, tokens signed by .devnet/jwt-es256.pem
-//! .devnet/devnet.json  api_url, rpc_url, chain_id, contracts, keys, tokens
+//! .devnet/softhsm           persistent SoftHSM2 token (KEK, pseudonym and infrastructure keys)
+//! .devnet/custody.db        the key store and the service's database (SQLite)
+//! .devnet/chain-state.json  the local chain (Anvil, 2 s blocks): loaded at start, written every 5 s and on stop
+//! .devnet/deployment.json   the contracts, deployed by the HSM admin key when the chain is new
+//! the API                   http://127.0.0.1:8080 (loopback only), tokens signed by .devnet/jwt-es256.pem
+//! .devnet/devnet.json       api_url, rpc_url, chain_id, contracts, keys, tokens (0600: the tokens)
+//! .devnet/custody.env       the environment for `custody` commands against it (0600: the PIN)
 //! ```
 //!
-//! A second run reuses the token and the database; the chain starts fresh and the
-//! contracts land at the same deterministic addresses.
+//! A restart keeps everything: the token, the database, and the chain with every block, receipt and
+//! balance (Ctrl-C or SIGTERM: the node writes its state as it stops; after a crash, the last 5 s of
+//! blocks may be lost). The deployment is found on the chain, not repeated. What is kept must agree: when
+//! the chain state is gone but the directory holds a database or a deployment record of an earlier chain,
+//! the devnet refuses to start and says how to start over (delete the directory), rather than show
+//! confirmations of transactions the new chain never saw; the service's own check
+//! ([`crate::chain_identity`]) refuses any other chain. The state file grows by about 1.7 KB a block, some
+//! 70 MB a day at 2 s blocks (`--block-time 0` mines only blocks with transactions).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use alloy::network::EthereumWallet;
-use anyhow::Context;
+use alloy::{network::EthereumWallet, providers::Provider};
+use anyhow::{Context, bail};
 use custody_contracts::{
-    DeployConfig,
-    test_utils::{LocalChain, LocalChainConfig},
+    DeployConfig, Deployment,
+    test_utils::{LocalChain, LocalChainConfig, Node},
 };
 use custody_hsm_sim::SoftHsm;
-use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config};
+use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config, connect_pool};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 /// The infrastructure keys the devnet creates, by role.
 const INFRA_KEYS: [&str; 5] = ["admin", "bundler", "paymaster", "issuer", "anchor"];
 
+/// The chain's state file in the devnet directory.
+const CHAIN_STATE: &str = "chain-state.json";
+
 /// Options of `custody devnet`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevnetArgs {
-    /// State directory (token, database, devnet.json).
+    /// State directory (token, database, chain state, devnet.json).
     #[arg(long, default_value = ".devnet")]
     dir: PathBuf,
-    /// Chain id of the local chain.
+    /// Chain id of the local chain (when it is new; a kept chain keeps its own).
     #[arg(long, default_value_t = 1337)]
     chain_id: u64,
     /// Seconds between blocks (0: a block per transaction).
     #[arg(long, default_value_t = 2)]
     block_time: u64,
-    /// Where the API listens.
+    /// Where the API listens: a loopback address (port 0: any free port, see devnet.json's api_url).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
 }
@@ -48,6 +62,13 @@ pub(crate) struct DevnetArgs {
 /// Runs before the async runtime starts: SoftHSM reads its configuration from
 /// the environment.
 pub(crate) fn prepare(args: &DevnetArgs) -> anyhow::Result<SoftHsm> {
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "--listen {} is not a loopback address: the devnet's API has its debug methods on and its tokens in \
+             devnet.json, for this machine only (e.g. --listen 127.0.0.1:8081)",
+            args.listen
+        );
+    }
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let hsm = SoftHsm::persistent(&args.dir.join("softhsm"), "custody-devnet")?;
     hsm.activate();
@@ -58,14 +79,40 @@ pub(crate) fn prepare(args: &DevnetArgs) -> anyhow::Result<SoftHsm> {
 #[expect(clippy::print_stdout, reason = "the devnet prints how to use it")]
 pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()> {
     let db_url = format!("sqlite://{}", args.dir.join("custody.db").display());
+    let pool = connect_pool(&db_url).await?;
+    crate::db::migrate(&pool).await?;
     let hsm = Hsm::connect(Pkcs11Config::new(softhsm.module(), softhsm.label(), softhsm.user_pin().clone())).await?;
-    let keyring = Keyring::open(Backend::Pkcs11(hsm), KeyStore::connect(&db_url).await?).await?;
-    let block_time = (args.block_time > 0).then(|| Duration::from_secs(args.block_time));
-    let chain_config = LocalChainConfig { chain_id: args.chain_id, block_time, ..Default::default() };
-    let (chain, deployment, keys) = provision(&keyring, chain_config).await?;
+    let keyring = Keyring::open(Backend::Pkcs11(hsm), KeyStore::from_pool(pool.clone())).await?;
+    let keys = infra_keys(&keyring).await?;
 
+    let state = args.dir.join(CHAIN_STATE);
     let deployment_file = args.dir.join("deployment.json");
-    std::fs::write(&deployment_file, serde_json::to_string_pretty(&deployment)?)?;
+    let kept = kept_deployment(&args, &state, &deployment_file, &pool).await?;
+    let block_time = (args.block_time > 0).then(|| Duration::from_secs(args.block_time));
+    let node = Node::Anvil { state: Some(state.clone()) };
+    let chain_config = LocalChainConfig { chain_id: args.chain_id, block_time, node, ..Default::default() };
+    let chain = LocalChain::start_with(chain_config).await.with_context(|| {
+        format!(
+            "starting the local chain on {} (damaged? restore it, or start over: rm -rf {})",
+            state.display(),
+            args.dir.display()
+        )
+    })?;
+    let deployment = match (kept, chain.resumed()) {
+        (Some(deployment), true) => {
+            deployment_on_chain(&chain, &deployment, &args.dir).await?;
+            info!(block = deployment.block, "the chain and its deployment are kept");
+            deployment
+        }
+        (None, false) => {
+            let deployment = deploy(&keyring, &chain, &keys).await?;
+            deployment.write(&deployment_file)?;
+            deployment
+        }
+        _ => {
+            bail!("{} appeared or vanished while the devnet started: is another devnet running on it?", state.display())
+        }
+    };
 
     // The API, in this process, over the same token, database and chain.
     let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(&args.dir)?;
@@ -74,7 +121,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
         .await
         .with_context(|| format!("listening on {} (another devnet running? pass --listen)", args.listen))?;
     let api_url = format!("http://{}", listener.local_addr()?);
-    let api = tokio::spawn(crate::serve::serve_on(listener, config));
+    let mut api = tokio::spawn(crate::serve::serve_on(listener, config));
     let mut tokens = serde_json::Map::new();
     for (name, sub, role) in [
         ("app", "app-backend", "app"),
@@ -98,13 +145,13 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
         "demo_user": "demo-user",
         "database_url": db_url,
         "softhsm2_conf": softhsm.conf_path(),
+        "chain_state": state,
     });
     let path = args.dir.join("devnet.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    crate::devnet_auth::write_private(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
     info!(rpc_url = chain.rpc_url(), %api_url, "devnet ready");
 
-    println!("Peruri Custody devnet is running (Ctrl-C stops it).\n");
+    println!("Peruri Custody devnet is running (Ctrl-C stops it; a restart keeps the chain and the database).\n");
     println!("  api       {api_url}");
     println!("  chain     {} (chain id {}, {}s blocks)", chain.rpc_url(), chain.chain_id(), args.block_time);
     println!("  state     {} (tokens for app, officer, officer2, auditor, user)", path.display());
@@ -125,24 +172,97 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     );
     println!("  source {}   # then: custody keys list", env_file.display());
 
-    crate::shutdown::signal().await;
-    info!("stopping the devnet");
-    // The API saw the same signal and drains on its own.
-    match tokio::time::timeout(Duration::from_secs(15), api).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => tracing::warn!("the API did not stop within 15 s"),
+    let served = tokio::select! {
+        () = crate::shutdown::signal() => {
+            info!("stopping the devnet");
+            // The API saw the same signal and drains on its own.
+            match tokio::time::timeout(Duration::from_secs(15), api).await {
+                Ok(joined) => joined.context("the API task"),
+                Err(_) => {
+                    warn!("the API did not stop within 15 s");
+                    Ok(Ok(()))
+                }
+            }
+        }
+        // The API stopped by itself: it failed to start, or failed.
+        joined = &mut api => joined.context("the API task"),
+    };
+    // The chain stops last, after the API's last transactions: it writes its state as it stops.
+    match tokio::task::spawn_blocking(move || chain.stop()).await? {
+        Ok(()) => info!(state = %state.display(), "the chain's state is saved"),
+        Err(e) => warn!(error = %e, "the chain did not stop cleanly; its state file may miss the last blocks"),
     }
-    drop(chain);
+    served?
+}
+
+/// The deployment record to keep, when the chain state is kept too; `None` when both are new. Refuses,
+/// saying how to start over, when only one of them is there, or when there is no chain state but the
+/// database was used with a chain (it would disagree with a new one).
+async fn kept_deployment(
+    args: &DevnetArgs,
+    state: &Path,
+    deployment_file: &Path,
+    pool: &sqlx::AnyPool,
+) -> anyhow::Result<Option<Deployment>> {
+    let dir = args.dir.display();
+    let deployment = if deployment_file.exists() { Some(Deployment::read(deployment_file)?) } else { None };
+    let recorded = crate::chain_identity::recorded(pool).await?;
+    match (state.exists(), deployment) {
+        (true, Some(deployment)) if deployment.chain_id != args.chain_id => bail!(
+            "the chain in {} has chain id {}, not {} (--chain-id): run with --chain-id {}, or start over: rm -rf {dir}",
+            state.display(),
+            deployment.chain_id,
+            args.chain_id,
+            deployment.chain_id
+        ),
+        (true, Some(deployment)) => Ok(Some(deployment)),
+        (true, None) => bail!(
+            "{} holds a chain, but its deployment record {} is gone: restore it, or start over: rm -rf {dir}",
+            state.display(),
+            deployment_file.display()
+        ),
+        (false, deployment) => {
+            let earlier = |r: crate::chain_identity::ChainIdentity| {
+                format!(
+                    "a database of an earlier chain (chain id {}, deployment block {} {})",
+                    r.chain_id, r.block, r.block_hash
+                )
+            };
+            let what = match (deployment, recorded) {
+                (None, None) => return Ok(None),
+                (Some(_), None) => "a deployment record of an earlier chain".to_owned(),
+                (None, Some(r)) => earlier(r),
+                (Some(_), Some(r)) => format!("a deployment record and {}", earlier(r)),
+            };
+            bail!(
+                "there is no chain state {state}, but {dir} holds {what}: a new chain would not have its \
+                 transactions. Restore {state}, or start over with a new token, database and chain: stop the \
+                 devnet and rm -rf {dir}",
+                state = state.display(),
+            )
+        }
+    }
+}
+
+/// Checks that a kept chain has the kept deployment: its chain id, and code at every address.
+async fn deployment_on_chain(chain: &LocalChain, deployment: &Deployment, dir: &Path) -> anyhow::Result<()> {
+    let provider = chain.provider();
+    let contracts = serde_json::to_value(deployment.contracts)?;
+    for (name, address) in contracts.as_object().into_iter().flatten() {
+        let address = serde_json::from_value(address.clone())?;
+        if provider.get_code_at(address).await?.is_empty() {
+            bail!(
+                "the kept chain has no code at {name} {address} of the deployment record: the state and the record \
+                 are of different chains; start over: rm -rf {}",
+                dir.display()
+            );
+        }
+    }
     Ok(())
 }
 
-/// The infrastructure keys (created on first use), a local chain with `chain_config` and the contracts
-/// deployed by the HSM admin key, with the roles on the HSM keys. Returns the keys' addresses by name.
-pub(crate) async fn provision(
-    keyring: &Keyring,
-    chain_config: LocalChainConfig,
-) -> anyhow::Result<(LocalChain, custody_contracts::Deployment, serde_json::Map<String, serde_json::Value>)> {
+/// The infrastructure keys (created on first use), their addresses by name.
+async fn infra_keys(keyring: &Keyring) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     let mut keys = serde_json::Map::new();
     for name in INFRA_KEYS {
         let record = match keyring.store().active(KeyClass::Infra, name).await? {
@@ -151,7 +271,28 @@ pub(crate) async fn provision(
         };
         keys.insert(name.to_owned(), json!(record.address()));
     }
+    Ok(keys)
+}
+
+/// The infrastructure keys (created on first use), a new local chain with `chain_config` and the contracts
+/// deployed by the HSM admin key, with the roles on the HSM keys. Returns the keys' addresses by name.
+pub(crate) async fn provision(
+    keyring: &Keyring,
+    chain_config: LocalChainConfig,
+) -> anyhow::Result<(LocalChain, Deployment, serde_json::Map<String, serde_json::Value>)> {
+    let keys = infra_keys(keyring).await?;
     let chain = LocalChain::start_with(chain_config).await.context("starting the local chain")?;
+    let deployment = deploy(keyring, &chain, &keys).await?;
+    Ok((chain, deployment, keys))
+}
+
+/// Funds the infrastructure `keys` on a new `chain` and deploys the contracts with the HSM admin key, with
+/// the roles on the HSM keys.
+async fn deploy(
+    keyring: &Keyring,
+    chain: &LocalChain,
+    keys: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Deployment> {
     // Gas price is 0 on the production chain; fund the keys anyway, since
     // wallets' fee estimates on a dev node may ask for a wei.
     for address in keys.values().filter_map(|a| a.as_str()?.parse().ok()) {
@@ -168,8 +309,7 @@ pub(crate) async fn provision(
     };
     // The HSM admin key sends the deployment transactions (gas price 0).
     let provider = chain.provider_with(EthereumWallet::from(admin));
-    let deployment = custody_contracts::deploy::deploy(&provider, &deploy).await.context("deploying the contracts")?;
-    Ok((chain, deployment, keys))
+    custody_contracts::deploy::deploy(&provider, &deploy).await.context("deploying the contracts")
 }
 
 /// The API configuration of the devnet (and of `custody bench`): this token, database and

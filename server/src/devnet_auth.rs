@@ -34,16 +34,22 @@ pub(crate) fn token(private_pem: &str, sub: &str, roles: &[&str]) -> anyhow::Res
     Ok(encode(&header, &claims, &EncodingKey::from_ec_pem(private_pem.as_bytes())?)?)
 }
 
-/// Writes (or rewrites) a file only its owner can read: it holds devnet secrets.
+/// Writes (or rewrites) a file only its owner can read: it holds devnet secrets. The mode is set on an
+/// existing file too (the mode given at open applies only to a file it creates), before the bytes go in.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    use std::{
+        io::Write,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    };
+    let context = || format!("writing {}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
+        .with_context(context)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).with_context(context)?;
+    file.write_all(bytes).with_context(context)?;
     Ok(())
 }

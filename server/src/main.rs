@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod bench;
 mod bundler;
+mod chain_identity;
 mod cli;
 mod config;
 mod connections;

@@ -24,6 +24,7 @@ use crate::{
 pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
     let pool = connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
+    crate::chain_identity::check(&pool, &config.chain).await?;
     let keyring = crate::cli::keyring_on(config, KeyStore::from_pool(pool.clone())).await?;
     let metrics = PrometheusBuilder::new().install_recorder().ok();
     let wallets = match &config.chain.deployment_file {

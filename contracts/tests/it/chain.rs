@@ -8,11 +8,21 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use custody_contracts::besu::{BLOCK_GAS_LIMIT, default_alloc};
-use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
+use custody_contracts::test_utils::{LocalChain, LocalChainConfig, Node};
 
 #[tokio::test]
 async fn starts_like_production() {
-    let chain = LocalChain::start().await.expect("local chain starts");
+    starts_like_production_on(Node::Hardhat).await;
+}
+
+#[tokio::test]
+async fn anvil_starts_like_production() {
+    starts_like_production_on(Node::Anvil { state: None }).await;
+}
+
+async fn starts_like_production_on(node: Node) {
+    let chain =
+        LocalChain::start_with(LocalChainConfig { node, ..Default::default() }).await.expect("local chain starts");
     let provider = chain.provider();
     assert_eq!(chain.chain_id(), 1337);
     assert_eq!(provider.get_chain_id().await.unwrap(), 1337);
@@ -102,4 +112,56 @@ async fn besu_genesis_alloc_is_what_the_local_chain_runs() {
     // And it is used: the EntryPoints deploy through it to their canonical addresses.
     let deployment = chain.deploy(&DeployConfig::single_operator(chain.dev_accounts()[0].address())).await.unwrap();
     assert_eq!(deployment.contracts.entry_point_v08, EntryPointVersion::V08.address());
+}
+
+/// Anvil with a state file: a restart keeps the blocks, the receipts and the balances, and stopping it
+/// writes the state (no interval dump has happened yet when it stops).
+#[tokio::test]
+async fn anvil_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("chain-state.json");
+    let config = LocalChainConfig { node: Node::Anvil { state: Some(state.clone()) }, ..Default::default() };
+
+    let chain = LocalChain::start_with(config.clone()).await.expect("local chain starts");
+    assert!(!chain.resumed(), "no state file yet: a fresh chain");
+    let to = Address::repeat_byte(0x42);
+    let tx = TransactionRequest::default().with_to(to).with_value(U256::from(7));
+    let receipt = chain.provider().send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    let block = chain.provider().get_block_by_number(receipt.block_number.unwrap().into()).await.unwrap().unwrap();
+    chain.stop().expect("Anvil stops cleanly on SIGTERM");
+    assert!(state.exists(), "the state is written on stop");
+    assert!(!dir.path().join("chain-state.pid").exists(), "the pid file goes with the node");
+
+    let chain = LocalChain::start_with(config).await.expect("local chain starts again");
+    assert!(chain.resumed());
+    let provider = chain.provider();
+    let again = provider.get_transaction_receipt(receipt.transaction_hash).await.unwrap();
+    assert_eq!(again.map(|r| r.block_hash), Some(receipt.block_hash), "the receipt is still there");
+    let same = provider.get_block_by_number(block.header.number.into()).await.unwrap().unwrap();
+    assert_eq!(same.header.hash, block.header.hash, "the same block at the same height");
+    assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(7));
+    // The alloc is not loaded over a resumed chain's state, and the chain goes on from where it was.
+    let tx = TransactionRequest::default().with_to(to).with_value(U256::from(1));
+    let next = provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(next.block_number, Some(block.header.number + 1));
+}
+
+/// A node left running by a run that was killed (its `LocalChain` never dropped) is stopped by the next
+/// start on the same state file, after it wrote its state.
+#[tokio::test]
+async fn anvil_left_running_is_stopped_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("chain-state.json");
+    let config = LocalChainConfig { node: Node::Anvil { state: Some(state.clone()) }, ..Default::default() };
+    let chain = LocalChain::start_with(config.clone()).await.expect("local chain starts");
+    let old = chain.rpc_url().trim_start_matches("http://").to_owned();
+    let to = Address::repeat_byte(0x43);
+    let tx = TransactionRequest::default().with_to(to).with_value(U256::from(9));
+    chain.provider().send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    std::mem::forget(chain);
+
+    let chain = LocalChain::start_with(config).await.expect("local chain starts over the old one");
+    assert!(std::net::TcpStream::connect(&old).is_err(), "the old node is gone");
+    assert!(chain.resumed(), "from the state the old node wrote as it stopped");
+    assert_eq!(chain.provider().get_balance(to).await.unwrap(), U256::from(9));
 }

@@ -4,6 +4,7 @@
 
 mod activity;
 mod auth;
+mod chain_identity;
 mod crash;
 mod devnet;
 mod enroll;

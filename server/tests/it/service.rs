@@ -170,6 +170,22 @@ public_key_file = "{ed}"
         panic!("custody serve did not answer within 30 s");
     }
 
+    /// Runs `custody serve` with `env` added to its environment, where it must refuse to start; its
+    /// standard error.
+    pub fn refused(&self, env: &[(&str, &str)]) -> String {
+        let child = self
+            .command()
+            .args(["--config"])
+            .arg(&self.config)
+            .arg("serve")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        refusal(child, &format!("custody serve ({env:?})"))
+    }
+
     /// Runs a `custody` subcommand against the same token and database.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         self.command().args(args).output().unwrap()
@@ -278,4 +294,25 @@ fn listening_addr(log_path: &std::path::Path, offset: u64) -> Option<String> {
         let listening = fields.get("message")?.as_str()?.starts_with("custody API listening");
         listening.then(|| fields.get("addr")?.as_str().map(str::to_owned)).flatten()
     })
+}
+
+/// Waits for `child` (`what`, stderr piped), which must refuse to start: exit with an error within 120 s.
+/// Its standard error.
+pub fn refusal(mut child: Child, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{what} did not refuse to start within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut err).unwrap();
+    assert!(!status.success(), "{what} must refuse to start: {status}\n{err}");
+    err
 }
