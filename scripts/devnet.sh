@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/peruri-target}"
-cargo build --locked -p custody-server --bin custody
+cargo build --locked -p custody-server --features dev --bin custody
 exec "$CARGO_TARGET_DIR/debug/custody" devnet "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every check CI runs.
-#   formatting, clippy (warnings are errors), the contract artifacts rebuilt and
-#   compared, every test under cargo-nextest, and the docs without warnings.
+#   formatting, clippy (warnings are errors), no dev tooling in the production binary,
+#   the contract artifacts rebuilt and compared, every test under cargo-nextest (the
+#   schemathesis run against the API among them), and the docs without warnings.
 # PostgreSQL must be reachable at 127.0.0.1:5432 (or CUSTODY_TEST_POSTGRES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "the production binary links no dev tooling"
+dev_parts=$(cargo tree --locked -e normal -p custody-server -f '{p} {f}' | grep -E 'custody-hsm-sim|test-utils' || true)
+if [ -n "$dev_parts" ]; then
+  printf 'custody-server without the dev feature links dev tooling:\n%s\n' "$dev_parts" >&2
+  exit 1
+fi
+cargo clippy --locked -p custody-server --bin custody -- -D warnings
 
 step "contract artifacts rebuilt and compared"
 node contracts/build.mjs --check

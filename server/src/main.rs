@@ -1,10 +1,12 @@
 //! `custody`: the Peruri Custody binary.
 //!
-//! `serve` runs the API, `devnet` everything on one machine, and the operator
-//! commands (`keys`, `audit`) work on the same configuration and keyring.
+//! `serve` runs the API, and the operator commands (`keys`, `audit`, `enroll`, `reindex`) work on the
+//! same configuration and keyring. With the `dev` feature (scripts/devnet.sh), `devnet` runs everything on
+//! one machine and `bench` runs the load generators; the production binary has neither.
 
 mod api;
 mod audit;
+#[cfg(feature = "dev")]
 mod bench;
 mod bundler;
 mod chain_identity;
@@ -12,7 +14,9 @@ mod cli;
 mod config;
 mod connections;
 mod db;
+#[cfg(feature = "dev")]
 mod devnet;
+#[cfg(feature = "dev")]
 mod devnet_auth;
 mod serve;
 mod shutdown;
@@ -43,6 +47,7 @@ enum Command {
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
     /// Run everything on this machine: SoftHSM token, keys, local chain, contracts.
+    #[cfg(feature = "dev")]
     Devnet(devnet::DevnetArgs),
     /// Serve the API (configuration from --config and CUSTODY_* variables).
     Serve,
@@ -50,6 +55,7 @@ enum Command {
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
     /// Load generators that print figures against a same-run baseline.
+    #[cfg(feature = "dev")]
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Enrol the users of a CSV file (resumable: run it again after an interruption).
@@ -63,12 +69,12 @@ fn main() -> std::process::ExitCode {
     // The service logs each request (an access log); operator commands only problems.
     init_tracing(cli.log_json, if matches!(cli.command, Command::Serve) { "info" } else { "warn" });
     // A SoftHSM token must be in the environment before any thread starts.
-    let prepared = match &cli.command {
+    #[cfg(feature = "dev")]
+    let softhsm = match match &cli.command {
         Command::Devnet(args) => devnet::prepare(args).map(Some),
         Command::Bench(_) => bench::prepare().map(Some),
         _ => Ok(None),
-    };
-    let softhsm = match prepared {
+    } {
         Ok(token) => token,
         Err(e) => return cli::fail(&e),
     };
@@ -78,7 +84,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            #[cfg(feature = "dev")]
             Command::Devnet(args) => devnet::run(args, anyhow::Context::context(softhsm, "token not prepared")?).await,
+            #[cfg(feature = "dev")]
             Command::Bench(cmd) => bench::run(cmd, anyhow::Context::context(softhsm, "token not prepared")?).await,
             Command::Keys(cmd) => cli::keys::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
             Command::Audit(cmd) => cli::audit::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
