@@ -19,14 +19,17 @@ use custody_contracts::{Deployment, EntryPointVersion};
 use custody_signer::Keyring;
 use sqlx::AnyPool;
 
+use crate::tasks::Tasks;
+
 /// Builds the bundler over the service's keyring and database, and starts its
-/// builders (they stop on SIGINT/SIGTERM with the API).
+/// builders as the supervised task `bundle-builders`.
 pub(crate) async fn start(
     config: &BundlerConfig,
     deployment: &Deployment,
     rpc_url: &str,
     keyring: &Keyring,
     pool: &AnyPool,
+    tasks: &mut Tasks,
 ) -> anyhow::Result<Arc<Bundler>> {
     let provider = ProviderBuilder::new().connect_http(rpc_url.parse().context("chain.rpc_url")?).erased();
     let contracts = &deployment.contracts;
@@ -55,9 +58,9 @@ pub(crate) async fn start(
     let bundler = Bundler::new(config, pool.clone(), signers, provider, validator, Some(estimator))
         .await
         .context("starting the bundler")?;
-    let builders = bundler.clone();
-    tokio::spawn(async move {
-        if let Err(e) = builders.run(crate::shutdown::signal()).await {
+    let (builders, stopping) = (bundler.clone(), tasks.stopping());
+    tasks.spawn("bundle-builders", async move {
+        if let Err(e) = builders.run(stopping).await {
             tracing::error!(error = %e, "bundle builders stopped");
         }
     });

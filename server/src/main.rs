@@ -20,6 +20,7 @@ mod devnet;
 mod devnet_auth;
 mod serve;
 mod shutdown;
+mod tasks;
 mod tls;
 
 use std::path::PathBuf;

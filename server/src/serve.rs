@@ -17,11 +17,13 @@ use crate::{
     audit::Audit,
     config::{Config, JwtKeyConfig},
     connections::{self, ConnectionLimits},
+    tasks::Tasks,
     tls::TlsListener,
 };
 
-/// Builds the shared state: database (migrated), keyring, audit trail, token verifier.
-pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
+/// Builds the shared state: database (migrated), keyring, audit trail, token verifier; the bundler's
+/// builders start among `tasks`.
+pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<AppState> {
     let pool = connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
     crate::chain_identity::check(&pool, &config.chain).await?;
@@ -35,7 +37,7 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
     let bundler = match (&config.bundler, &config.chain.rpc_url, &config.chain.deployment_file) {
         (None, ..) => None,
         (Some(bundler), Some(url), Some(path)) => {
-            Some(crate::bundler::start(bundler, &deployment_record(path)?, url, &keyring, &pool).await?)
+            Some(crate::bundler::start(bundler, &deployment_record(path)?, url, &keyring, &pool, tasks).await?)
         }
         (Some(_), ..) => bail!("[bundler] needs [chain] rpc_url and deployment_file"),
     };
@@ -50,21 +52,19 @@ pub(crate) async fn state(config: &Config) -> anyhow::Result<AppState> {
         metrics,
         rpc_url: config.chain.rpc_url.clone(),
         max_amount: config.issuance.max_amount,
+        tasks: tasks.board(),
     })
 }
 
 /// Starts the `[issuance.rabbitmq]` consumer when configured, and the mirror worker and the indexer when
 /// `[issuance] worker` is on and a chain, a deployment and the infrastructure keys `issuer` and `anchor` are
-/// there (intake runs anyway); all until SIGINT or SIGTERM.
-async fn spawn_issuance(config: &Config, state: &AppState) -> anyhow::Result<()> {
+/// there (intake runs anyway); each a supervised task.
+async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) -> anyhow::Result<()> {
     use alloy::providers::{Provider, ProviderBuilder};
     let section = &config.issuance;
     if let Some(rabbitmq) = &section.rabbitmq {
         let consumer = custody_issuance::ActivityConsumer::new(&state.issuance, rabbitmq.clone());
-        tokio::spawn(async move {
-            consumer.run(crate::shutdown::signal()).await;
-            info!("activity consumer stopped");
-        });
+        tasks.spawn("activity-consumer", consumer.run(tasks.stopping()));
     }
     let (true, Some(url), Some(path), Some(wallets)) =
         (section.worker, &config.chain.rpc_url, &config.chain.deployment_file, &state.wallets)
@@ -96,15 +96,10 @@ async fn spawn_issuance(config: &Config, state: &AppState) -> anyhow::Result<()>
         worker_config,
     );
     let indexer = custody_issuance::Indexer::new(&state.issuance, provider, contracts);
-    tokio::spawn(async move {
-        worker.run(crate::shutdown::signal()).await;
-        info!("mirror worker stopped");
-    });
-    tokio::spawn(async move {
-        indexer.run(interval, crate::shutdown::signal()).await;
-        info!("indexer stopped");
-    });
-    info!("mirror worker and indexer started");
+    let stopping = tasks.stopping();
+    tasks.spawn("issuance-worker", async move { worker.run(stopping).await });
+    let stopping = tasks.stopping();
+    tasks.spawn("issuance-indexer", async move { indexer.run(interval, stopping).await });
     Ok(())
 }
 
@@ -199,10 +194,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     serve_on(listener, config).await
 }
 
-/// Serves on a bound listener until SIGINT or SIGTERM.
+/// Serves on a bound listener until SIGINT or SIGTERM, or until a critical task ends unexpectedly (then
+/// the API drains and this returns an error, for a non-zero exit).
 pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
-    let state = Arc::new(state(&config).await?);
-    spawn_issuance(&config, &state).await?;
+    let mut tasks = Tasks::default();
+    let state = Arc::new(state(&config, &mut tasks).await?);
+    spawn_issuance(&config, &state, &mut tasks).await?;
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),
@@ -214,11 +211,17 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs.max(1)),
     };
     let drain = Duration::from_secs(config.server.drain_secs);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async {
-        crate::shutdown::signal().await;
-        info!("shutting down; draining requests");
-        let _ = stop_tx.send(());
+    let stop_api = Arc::new(tokio::sync::Notify::new());
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = {
+        let stop_api = stop_api.clone();
+        async move {
+            tokio::select! {
+                () = crate::shutdown::signal() => info!("shutting down; draining requests"),
+                () = stop_api.notified() => info!("stopping the API; draining requests"),
+            }
+            let _ = stopped_tx.send(());
+        }
     };
     let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &config.server.tls {
         None => {
@@ -232,11 +235,32 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
             Box::pin(connections::serve(listener, app, connections, shutdown))
         }
     };
-    tokio::select! {
-        result = server => result.context("serving")?,
-        () = async { let _ = stop_rx.await; tokio::time::sleep(drain).await } => {
-            tracing::warn!("drain window over; exiting with requests in flight");
+    tokio::pin!(server);
+    let drain_over = async {
+        let _ = stopped_rx.await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::pin!(drain_over);
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            result = &mut server => {
+                result.context("serving")?;
+                break;
+            }
+            () = &mut drain_over => {
+                tracing::warn!("drain window over; exiting with requests in flight");
+                break;
+            }
+            name = tasks.ended(), if failed.is_none() => {
+                failed = Some(name);
+                stop_api.notify_one();
+            }
         }
     }
-    Ok(())
+    tasks.join(drain).await;
+    match failed {
+        Some(name) => bail!("the critical task {name} ended unexpectedly (see the log); restart the service"),
+        None => Ok(()),
+    }
 }

@@ -1,11 +1,12 @@
-//! Liveness, readiness and metrics.
+//! Liveness, readiness (dependencies and supervised tasks) and metrics.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Serialize;
 
 use super::AppState;
+use crate::tasks::TaskState;
 
 /// `GET /healthz`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -20,6 +21,9 @@ pub(super) struct Readiness {
     /// `ready` or `degraded`.
     status: &'static str,
     checks: Checks,
+    /// Each supervised task (issuance worker and indexer, activity consumer, bundle builders) and its state.
+    #[schema(value_type = BTreeMap<String, TaskState>)]
+    tasks: BTreeMap<&'static str, TaskState>,
 }
 
 /// Each dependency: `ok` or `down`.
@@ -56,11 +60,12 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
         Some(url) => chain_answers(url, timeout).await,
         None => true,
     };
-    let ready = db_ok && hsm_ok && chain_ok;
+    let tasks = state.tasks.snapshot();
+    let ready = db_ok && hsm_ok && chain_ok && tasks.values().all(|t| *t == TaskState::Running);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let checks = Checks { database: word(db_ok), hsm: word(hsm_ok), chain: word(chain_ok) };
-    (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks }))
+    (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks, tasks }))
 }
 
 async fn chain_answers(url: &str, timeout: Duration) -> bool {

@@ -59,6 +59,8 @@ pub(crate) struct AppState {
     pub(crate) wallets: Option<custody_accounts::Wallets>,
     /// The activity mirror (intake and reads; its worker runs beside the API).
     pub(crate) issuance: custody_issuance::Issuance,
+    /// The supervised tasks' states, for `/readyz`.
+    pub(crate) tasks: crate::tasks::TaskBoard,
     /// The most whole PTKN one mint or burn request may move (`[issuance] max_amount`).
     pub(crate) max_amount: u64,
     /// The bundler (ERC-7769 at `POST /rpc`), when `[bundler]` is configured.

@@ -14,5 +14,6 @@ mod intake;
 mod keys_cli;
 mod replay;
 mod service;
+mod tasks;
 mod tls;
 mod wallets;

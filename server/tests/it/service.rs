@@ -242,6 +242,21 @@ public_key_file = "{ed}"
 
 impl Service {
     /// The service's log so far (JSON lines on stderr).
+    /// Waits up to `timeout` for the process to exit on its own; its status, or `None` if it still runs.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("launched").try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.hsm.dir().join("custody.log")).unwrap_or_default()
     }
