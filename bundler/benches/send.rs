@@ -14,7 +14,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub, missing_debug_implementations)]
 
-#[path = "../tests/bundler/setup.rs"]
+#[path = "../tests/it/bundler/setup.rs"]
 #[allow(dead_code)]
 mod setup;
 

@@ -34,6 +34,10 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
+mod ops;
+
+pub use ops::{peruri_account, random_address, user_op, user_op_event};
+
 use crate::besu::{AllocAccount, BLOCK_GAS_LIMIT, DEFAULT_CHAIN_ID, default_alloc};
 use crate::deploy::{DeployConfig, deploy};
 use crate::deployment::Deployment;

@@ -19,7 +19,7 @@ use custody_contracts::bindings::peruri_log::PeruriLog;
 use custody_contracts::bindings::peruri_token::PeruriToken;
 use custody_contracts::bindings::{simple_account_factory_v07, simple_account_factory_v08, simple_account_v07};
 use custody_contracts::sponsorship::Sponsorship;
-use custody_contracts::test_utils::LocalChain;
+use custody_contracts::test_utils::{LocalChain, random_address};
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{
     DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
@@ -30,10 +30,6 @@ struct Bench {
     provider: DynProvider,
     deployment: Deployment,
     operator: PrivateKeySigner,
-}
-
-fn random_address() -> Address {
-    Address::from(rand::random::<[u8; 20]>())
 }
 
 impl Bench {

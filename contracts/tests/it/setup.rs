@@ -4,9 +4,8 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::DynProvider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::peruri_account_factory_v07::PeruriAccountFactoryV07;
-use custody_contracts::test_utils::LocalChain;
+use custody_contracts::test_utils::{self, LocalChain};
 use custody_contracts::{
     DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
 };
@@ -61,17 +60,7 @@ impl Env {
         call_data: Bytes,
     ) -> UserOperation {
         let nonce = self.entry_point(version).getNonce(sender, alloy::primitives::aliases::U192::ZERO).call().await;
-        UserOperation {
-            sender,
-            nonce: nonce.expect("getNonce"),
-            factory: deploy_for.map(|_| self.deployment.contracts.account_factory(version)),
-            factory_data: deploy_for.map(|owner| account::factory_data(owner, U256::ZERO)),
-            call_data,
-            call_gas_limit: U256::from(200_000),
-            verification_gas_limit: U256::from(400_000),
-            pre_verification_gas: U256::from(50_000),
-            ..Default::default()
-        }
+        test_utils::user_op(&self.deployment, version, sender, nonce.expect("getNonce"), deploy_for, call_data)
     }
 
     /// Sign `op` for `version` with `owner` and pack it.
@@ -84,46 +73,18 @@ impl Env {
         self.chain.sign_user_op(version, op, owner)
     }
 
-    /// Submit a bundle; `Err(reason)` carries the EntryPoint's FailedOp reason.
+    /// Submit a bundle from the operator; `Err(reason)` carries the EntryPoint's FailedOp reason.
     pub async fn handle_ops(
         &self,
         version: EntryPointVersion,
         ops: Vec<PackedUserOperation>,
     ) -> Result<TransactionReceipt, String> {
-        let beneficiary = self.operator().address();
-        match self.entry_point(version).handleOps(ops, beneficiary).send().await {
-            Ok(pending) => {
-                let receipt = pending.get_receipt().await.expect("receipt");
-                assert!(receipt.status(), "handleOps succeeded");
-                Ok(receipt)
-            }
-            Err(e) => {
-                if let Some(failed) = e.as_decoded_error::<IEntryPoint::FailedOp>() {
-                    Err(failed.reason)
-                } else if let Some(failed) = e.as_decoded_error::<IEntryPoint::FailedOpWithRevert>() {
-                    Err(format!("{} ({})", failed.reason, failed.inner))
-                } else {
-                    panic!("handleOps failed without FailedOp: {e}")
-                }
-            }
-        }
+        self.chain.handle_ops(version, ops, self.operator()).await
     }
 }
 
-/// The UserOperationEvent of a receipt.
-pub fn user_op_event(receipt: &TransactionReceipt) -> IEntryPoint::UserOperationEvent {
-    receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|log| IEntryPoint::UserOperationEvent::decode_log_data(log.data()).ok())
-        .expect("UserOperationEvent emitted")
-}
+pub use custody_contracts::test_utils::{random_address, user_op_event};
 
 pub fn random_b256() -> B256 {
     B256::from(rand::random::<[u8; 32]>())
-}
-
-pub fn random_address() -> Address {
-    Address::from(rand::random::<[u8; 20]>())
 }

@@ -4,16 +4,15 @@
 
 use std::sync::Arc;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::aliases::U192;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use custody_bundler::sim::{SimConfig, Simulator};
 use custody_bundler::validation::Validate;
 use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
-use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
+use custody_contracts::test_utils::{self, LocalChain, LocalChainConfig};
 use custody_contracts::userop::signing_digest;
-use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, UserOperation, account};
+use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, UserOperation};
 use custody_signer::test_utils::{Engine, TestDb, TestKeyring};
 use custody_signer::{EthSigner, KeyClass};
 use serde_json::{Value, json};
@@ -102,8 +101,7 @@ impl Env {
 
     /// The counterfactual Peruri account of `owner`.
     pub(crate) fn account(&self, version: EntryPointVersion, owner: Address) -> Address {
-        let c = &self.deployment.contracts;
-        account::account_address(c.account_factory(version), c.account_implementation(version), owner, U256::ZERO)
+        test_utils::peruri_account(&self.deployment, version, owner)
     }
 
     pub(crate) async fn nonce(&self, version: EntryPointVersion, sender: Address, key: U192) -> U256 {
@@ -121,17 +119,8 @@ impl Env {
     ) -> UserOperation {
         let sender = self.account(version, owner);
         let deployed = !self.provider.get_code_at(sender).await.expect("code").is_empty();
-        UserOperation {
-            sender,
-            nonce: self.nonce(version, sender, U192::from(nonce_key)).await,
-            factory: (!deployed).then(|| self.deployment.contracts.account_factory(version)),
-            factory_data: (!deployed).then(|| account::factory_data(owner, U256::ZERO)),
-            call_data,
-            call_gas_limit: U256::from(200_000),
-            verification_gas_limit: U256::from(400_000),
-            pre_verification_gas: U256::from(50_000),
-            ..Default::default()
-        }
+        let nonce = self.nonce(version, sender, U192::from(nonce_key)).await;
+        test_utils::user_op(&self.deployment, version, sender, nonce, (!deployed).then_some(owner), call_data)
     }
 
     /// [`Env::peruri_op`] priced at the node's current fee estimate (for a paid chain).
@@ -162,18 +151,8 @@ impl Env {
 
     /// Sends `ops` directly through the EntryPoint from a dev account (not through the bundler).
     pub(crate) async fn handle_ops_directly(&self, version: EntryPointVersion, ops: Vec<UserOperation>) {
-        let dev = self.chain.dev_accounts()[2].clone();
-        let provider = self.chain.provider_with(EthereumWallet::from(dev.clone()));
         let packed = ops.iter().map(|o| o.pack().expect("packs")).collect();
-        let receipt = IEntryPoint::new(version.address(), provider)
-            .handleOps(packed, dev.address())
-            .send()
-            .await
-            .expect("handleOps sent")
-            .get_receipt()
-            .await
-            .expect("receipt");
-        assert!(receipt.status());
+        self.chain.handle_ops(version, packed, &self.chain.dev_accounts()[2]).await.expect("handleOps succeeds");
     }
 }
 
@@ -197,11 +176,6 @@ impl Builder {
         let _ = self.stop.send(());
         self.task.await.expect("joins").expect("stops");
     }
-}
-
-/// A random recipient.
-pub(crate) fn random_address() -> Address {
-    Address::from(rand::random::<[u8; 20]>())
 }
 
 /// Calls one JSON-RPC method through the bundler's handler.

@@ -11,7 +11,8 @@ use custody_contracts::{EntryPointVersion, UserOperation, account};
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{Builder, Env, env, ok, random_address, send, wait_receipt};
+use super::setup::{Builder, Env, env, ok, send, wait_receipt};
+use custody_contracts::test_utils::random_address;
 
 /// Deploys the SimpleAccountFactory of `version`; returns it and the counterfactual account of the
 /// owner key with its createAccount calldata.

@@ -7,7 +7,8 @@ use custody_contracts::{EntryPointVersion, UserOperation, account};
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{Env, env, ok, random_address, send};
+use super::setup::{Env, env, ok, send};
+use custody_contracts::test_utils::random_address;
 
 const VERSION: EntryPointVersion = EntryPointVersion::V08;
 

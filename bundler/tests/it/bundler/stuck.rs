@@ -13,7 +13,8 @@ use custody_contracts::{EntryPointVersion, UserOperation, account};
 use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 
-use super::setup::{Builder, Env, env, ok, paid_env, random_address, send, wait_receipt};
+use super::setup::{Builder, Env, env, ok, paid_env, send, wait_receipt};
+use custody_contracts::test_utils::random_address;
 
 async fn pending_tx_hashes(provider: &alloy::providers::DynProvider) -> Vec<B256> {
     let block: Value =

@@ -15,8 +15,8 @@ use crate::rule_contracts::{Probe, deployed_by, op_of, sponsored, stake};
 /// The paymaster validation function's signature.
 const VALIDATE_PAYMASTER_USER_OP: &str =
     "validatePaymasterUserOp((address,uint256,bytes,bytes,bytes32,uint256,bytes32,bytes,bytes),bytes32,uint256)";
-use crate::rules::assert_rule;
-use crate::setup::{Env, env};
+use crate::sim::rules::assert_rule;
+use crate::sim::setup::{Env, env};
 
 fn pack(op: UserOperation) -> PackedUserOperation {
     op.pack().expect("packs")

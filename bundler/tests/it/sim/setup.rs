@@ -5,12 +5,9 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::DynProvider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEvent;
 use custody_bundler::sim::{SimConfig, Simulator};
-use custody_contracts::test_utils::LocalChain;
-use custody_contracts::{
-    DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation, account,
-};
+use custody_contracts::test_utils::{self, LocalChain};
+use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation};
 
 use crate::rule_contracts;
 
@@ -28,10 +25,7 @@ pub(crate) async fn env() -> Env {
     Env { chain, provider, deployment }
 }
 
-/// A fresh address (the address of a random key).
-pub(crate) fn random_address() -> Address {
-    PrivateKeySigner::random().address()
-}
+pub(crate) use custody_contracts::test_utils::{random_address, user_op_event};
 
 impl Env {
     pub(crate) fn config(&self) -> SimConfig {
@@ -66,8 +60,7 @@ impl Env {
 
     /// The counterfactual Peruri account of `owner` (salt 0).
     pub(crate) fn account_address(&self, version: EntryPointVersion, owner: Address) -> Address {
-        let c = &self.deployment.contracts;
-        account::account_address(c.account_factory(version), c.account_implementation(version), owner, U256::ZERO)
+        test_utils::peruri_account(&self.deployment, version, owner)
     }
 
     /// An unsigned zero-fee operation of `sender` calling `call_data`, deploying the Peruri account of
@@ -80,17 +73,7 @@ impl Env {
         call_data: Bytes,
     ) -> UserOperation {
         let nonce = self.entry_point(version).getNonce(sender, U192::ZERO).call().await.expect("getNonce");
-        UserOperation {
-            sender,
-            nonce,
-            factory: deploy_for.map(|_| self.deployment.contracts.account_factory(version)),
-            factory_data: deploy_for.map(|owner| account::factory_data(owner, U256::ZERO)),
-            call_data,
-            call_gas_limit: U256::from(200_000),
-            verification_gas_limit: U256::from(400_000),
-            pre_verification_gas: U256::from(50_000),
-            ..Default::default()
-        }
+        test_utils::user_op(&self.deployment, version, sender, nonce, deploy_for, call_data)
     }
 
     /// Packs `op` and signs it for `version` with `owner`.
@@ -122,27 +105,6 @@ impl Env {
         version: EntryPointVersion,
         ops: Vec<PackedUserOperation>,
     ) -> TransactionReceipt {
-        let beneficiary = self.chain.dev_accounts()[0].address();
-        let receipt = self
-            .entry_point(version)
-            .handleOps(ops, beneficiary)
-            .send()
-            .await
-            .expect("handleOps sent")
-            .get_receipt()
-            .await
-            .expect("receipt");
-        assert!(receipt.status(), "handleOps succeeded");
-        receipt
+        self.chain.handle_ops(version, ops, &self.chain.dev_accounts()[0]).await.expect("handleOps succeeds")
     }
-}
-
-/// The UserOperationEvent of a receipt.
-pub(crate) fn user_op_event(receipt: &TransactionReceipt) -> IEntryPoint::UserOperationEvent {
-    receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|log| IEntryPoint::UserOperationEvent::decode_log_data(log.data()).ok())
-        .expect("UserOperationEvent emitted")
 }

@@ -12,7 +12,8 @@ use custody_signer::KeyClass;
 use custody_signer::test_utils::Engine;
 use serde_json::json;
 
-use super::setup::{Builder, env, random_address, send, wait_receipt};
+use super::setup::{Builder, env, send, wait_receipt};
+use custody_contracts::test_utils::random_address;
 
 #[tokio::test]
 async fn two_hsm_keys_share_the_mempool() {

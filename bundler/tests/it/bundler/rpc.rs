@@ -12,7 +12,8 @@ use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::setup::{env, err, ok, random_address};
+use super::setup::{env, err, ok};
+use custody_contracts::test_utils::random_address;
 
 async fn post(bundler: &Arc<Bundler>, body: &str) -> (StatusCode, Value) {
     let response = custody_bundler::rpc::router(bundler.clone())

@@ -6,7 +6,7 @@ use alloy::rpc::types::state::StateOverride;
 use alloy::signers::local::PrivateKeySigner;
 use custody_contracts::{EntryPointVersion, UserOperation, account};
 
-use crate::setup::{env, random_address, user_op_event};
+use crate::sim::setup::{env, random_address, user_op_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn estimates_cover_actual_use_within_15_percent() {

@@ -6,7 +6,7 @@ use custody_bundler::sim::SimConfig;
 use custody_bundler::validation::{RpcErrorCode, Validate, ValidationError};
 use custody_contracts::{EntryPointVersion, UserOperation};
 
-use crate::setup::{Env, env, random_address};
+use crate::sim::setup::{Env, env, random_address};
 
 /// What the helper argument of a rule-test account points at.
 #[derive(Clone, Copy, Debug)]

@@ -11,7 +11,8 @@ use custody_signer::KeyClass;
 use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 
-use super::setup::{env, err, ok, paid_env, random_address, send, wait_receipt};
+use super::setup::{env, err, ok, paid_env, send, wait_receipt};
+use custody_contracts::test_utils::random_address;
 
 const V: EntryPointVersion = EntryPointVersion::V08;
 

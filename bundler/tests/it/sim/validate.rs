@@ -10,7 +10,7 @@ use custody_contracts::bindings::simple_account_factory_v07::SimpleAccountFactor
 use custody_contracts::bindings::simple_account_factory_v08::SimpleAccountFactory as SimpleFactoryV08;
 use custody_contracts::{EntryPointVersion, UserOperation, account};
 
-use crate::setup::{env, random_address, user_op_event};
+use crate::sim::setup::{env, random_address, user_op_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peruri_account_with_init_code_validates_and_then_lands_on_chain() {
@@ -120,7 +120,7 @@ async fn bad_signature_bad_nonce_and_expired_range_get_their_codes() {
 /// `op` sponsored by Peruri's paymaster for `[valid_after, valid_until]`, signed by the paymaster's
 /// signer (dev account 0, the deployment's operator) and then by `owner`.
 fn sponsored(
-    env: &crate::setup::Env,
+    env: &crate::sim::setup::Env,
     version: EntryPointVersion,
     op: &UserOperation,
     owner: &PrivateKeySigner,
