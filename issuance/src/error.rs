@@ -54,6 +54,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short label of the kind, for metrics (`reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) | Self::OutOfRange(_) | Self::InvalidOccurredAt => "invalid",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::Database { .. } | Self::Migrate(_) => "database",
+            Self::CorruptRow(_) => "corrupt_row",
+            Self::Rpc { .. } => "chain",
+            Self::Sign(_) | Self::Keyring(_) => "signing",
+            Self::IntakeStopped => "stopping",
+            Self::Wallets(_) => "wallets",
+        }
+    }
+
     /// A database error of `op`.
     pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| Self::Database { op, source }

@@ -45,9 +45,6 @@ use crate::{
     store::Store,
 };
 
-/// The longest user id accepted (as the wallets service).
-const MAX_USER_ID_CHARS: usize = 256;
-
 /// Intake and reads of the activity mirror.
 #[derive(Clone, Debug)]
 pub struct Issuance {
@@ -200,8 +197,8 @@ impl Issuance {
 }
 
 fn validate(activity: &NewActivity) -> Result<(), Error> {
-    let id = &activity.user_id;
-    if id.is_empty() || id.chars().count() > MAX_USER_ID_CHARS || id.chars().any(char::is_control) {
+    // The wallets service's rule, so that any user id tracked here can have a wallet.
+    if custody_accounts::validate_user_id(&activity.user_id).is_err() {
         return Err(Error::Invalid("user_id must be 1 to 256 characters without control characters"));
     }
     let latest = store::now_millis() / 1000 + 86_400;

@@ -142,6 +142,7 @@ impl Worker {
                     if busy { Duration::ZERO } else { POLL.min(next_batch - tokio::time::Instant::now()) }
                 }
                 Err(e) => {
+                    metrics::counter!("custody_issuance_step_failures_total", "reason" => e.reason()).increment(1);
                     warn!(error = %e, "mirror worker tick failed; retrying");
                     self.config.interval.max(Duration::from_secs(1))
                 }
@@ -160,11 +161,25 @@ impl Worker {
 
     /// Batches (if `batch`), then signs, submits and follows receipts.
     async fn step(&self, batch: bool) -> Result<Progress, Error> {
+        if batch {
+            self.measure_outbox().await?;
+        }
         let batched = if batch { self.batch().await? } else { 0 };
         let signed = self.sign().await?;
         let submitted = self.submit().await?;
         let mined = self.confirm().await?;
         Ok(Progress { batched, signed, submitted, mined })
+    }
+
+    /// Sets the outbox depth gauge: activities stored and not yet batched.
+    async fn measure_outbox(&self) -> Result<(), Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM issuance_outbox")
+            .fetch_one(&self.store.pool)
+            .await
+            .map_err(Error::db("count outbox"))?;
+        let depth: i64 = row.try_get("n").map_err(Error::db("decode outbox count"))?;
+        metrics::gauge!("custody_issuance_outbox_depth").set(depth as f64);
+        Ok(())
     }
 
     /// Claims up to `batch_size` outbox entries and records their merkle batch and planned calls.
@@ -594,6 +609,19 @@ impl Worker {
         .await
         .map_err(Error::db("settle activities"))?;
         tx.commit().await.map_err(Error::db("commit settle"))?;
+        let created: Option<i64> = sqlx::query("SELECT created_at FROM issuance_batches WHERE id = $1")
+            .bind(batch)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(Error::db("batch created_at"))?
+            .map(|row| row.try_get("created_at"))
+            .transpose()
+            .map_err(Error::db("decode created_at"))?;
+        if let Some(created) = created {
+            let seconds = (now - created).max(0) as f64 / 1000.0;
+            metrics::histogram!("custody_issuance_batch_settle_seconds", "outcome" => outcome.0).record(seconds);
+        }
+        metrics::counter!("custody_issuance_batches_total", "outcome" => outcome.0).increment(1);
         info!(batch_id = batch, outcome = outcome.0, "batch settled");
         Ok(())
     }

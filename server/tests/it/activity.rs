@@ -216,6 +216,15 @@ async fn devnet_tracks_confirms_mints_and_caches() {
     }
     let badges = get("/v1/wallets/devnet-user/badges".to_owned()).await;
     assert_eq!(badges["badges"][0]["badgeId"], "1", "{badges}");
+    // The mirror's metrics: the outbox depth, settled batches and how long they took.
+    let metrics = http.get(format!("{api}/metrics")).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "custody_issuance_outbox_depth 0",
+        "custody_issuance_batches_total{outcome=\"confirmed\"}",
+        "custody_issuance_batch_settle_seconds_count{outcome=\"confirmed\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
