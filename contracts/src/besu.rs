@@ -1,6 +1,7 @@
-//! Besu IBFT 2.0 network kit: a genesis configured like production (2 s blocks, zero base fee, a generous
-//! block gas limit, Cancun from genesis) whose alloc pre-installs the deterministic deployment proxy, and
-//! validator keys. The local Hardhat chain loads the same alloc ([`default_alloc`]).
+//! Besu network kit: a QBFT (default, Besu's recommendation for new private networks) or IBFT 2.0
+//! genesis configured like production (2 s blocks, zero base fee, a generous block gas limit, Cancun from
+//! genesis) whose alloc pre-installs the deterministic deployment proxy, and validator keys. The local
+//! chains load the same alloc ([`default_alloc`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,7 +23,9 @@ pub const DEFAULT_CHAIN_ID: u64 = 1337;
 pub const BLOCK_GAS_LIMIT: u64 = 100_000_000;
 /// Block period of the production chain.
 pub const BLOCK_PERIOD_SECONDS: u64 = 2;
-/// IBFT 2.0 mixHash ("ctical byzantine fault tolerance").
+/// Validators of a new network by default: four, the fewest that tolerate one faulty validator.
+pub const DEFAULT_VALIDATORS: usize = 4;
+/// The BFT mixHash of QBFT and IBFT 2.0 ("ctical byzantine fault tolerance").
 pub const IBFT2_MIX_HASH: B256 =
     alloy::primitives::b256!("0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365");
 
@@ -47,15 +50,50 @@ pub fn default_alloc() -> BTreeMap<Address, AllocAccount> {
     )])
 }
 
+/// The BFT consensus protocol of the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consensus {
+    /// QBFT: what Besu recommends for new private networks.
+    #[default]
+    Qbft,
+    /// IBFT 2.0: for existing networks.
+    Ibft2,
+}
+
+impl Consensus {
+    /// The genesis `config` key of its parameters.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Self::Qbft => "qbft",
+            Self::Ibft2 => "ibft2",
+        }
+    }
+
+    /// The genesis extraData for `validators`.
+    pub fn extra_data(self, validators: &[Address]) -> Bytes {
+        match self {
+            Self::Qbft => qbft_extra_data(validators),
+            Self::Ibft2 => ibft2_extra_data(validators),
+        }
+    }
+}
+
+/// How many faulty validators a BFT network of `validators` tolerates: f with n ≥ 3f + 1.
+pub fn faulty_tolerated(validators: usize) -> usize {
+    validators.saturating_sub(1) / 3
+}
+
 /// What the genesis depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenesisConfig {
+    /// QBFT or IBFT 2.0.
+    pub consensus: Consensus,
     pub chain_id: u64,
     pub block_period_seconds: u64,
     pub epoch_length: u64,
     pub request_timeout_seconds: u64,
     pub block_gas_limit: u64,
-    /// Initial validators (IBFT 2.0: node addresses).
+    /// Initial validators (node addresses).
     pub validators: Vec<Address>,
     /// Genesis accounts; starts as [`default_alloc`].
     pub alloc: BTreeMap<Address, AllocAccount>,
@@ -65,6 +103,7 @@ impl GenesisConfig {
     /// Production defaults for `validators`.
     pub fn new(validators: Vec<Address>) -> Self {
         Self {
+            consensus: Consensus::default(),
             chain_id: DEFAULT_CHAIN_ID,
             block_period_seconds: BLOCK_PERIOD_SECONDS,
             epoch_length: 30_000,
@@ -77,7 +116,12 @@ impl GenesisConfig {
 
     /// The Besu genesis file.
     pub fn to_json(&self) -> Value {
-        json!({
+        let bft = json!({
+            "blockperiodseconds": self.block_period_seconds,
+            "epochlength": self.epoch_length,
+            "requesttimeoutseconds": self.request_timeout_seconds,
+        });
+        let mut genesis = json!({
             "config": {
                 "chainId": self.chain_id,
                 "homesteadBlock": 0,
@@ -93,11 +137,6 @@ impl GenesisConfig {
                 "shanghaiTime": 0,
                 "cancunTime": 0,
                 "zeroBaseFee": true,
-                "ibft2": {
-                    "blockperiodseconds": self.block_period_seconds,
-                    "epochlength": self.epoch_length,
-                    "requesttimeoutseconds": self.request_timeout_seconds,
-                },
             },
             "nonce": "0x0",
             "timestamp": "0x0",
@@ -106,15 +145,34 @@ impl GenesisConfig {
             "baseFeePerGas": "0x0",
             "mixHash": IBFT2_MIX_HASH,
             "coinbase": Address::ZERO,
-            "extraData": ibft2_extra_data(&self.validators),
+            "extraData": self.consensus.extra_data(&self.validators),
             "alloc": self.alloc,
-        })
+        });
+        genesis["config"][self.consensus.config_key()] = bft;
+        genesis
     }
+}
+
+/// QBFT genesis extraData: `RLP([vanity (32 zero bytes), [validators], vote (an empty list), round (the
+/// integer 0), seals []])`, as Besu's `QbftExtraDataCodec` encodes a genesis.
+pub fn qbft_extra_data(validators: &[Address]) -> Bytes {
+    bft_extra_data(validators, |payload| {
+        Header { list: true, payload_length: 0 }.encode(payload); // no vote
+        0u64.encode(payload); // round 0, an RLP integer
+    })
 }
 
 /// IBFT 2.0 genesis extraData: `RLP([vanity (32 zero bytes), [validators], vote (none), round (4 bytes), seals []])`,
 /// what `besu rlp encode --type=IBFT_EXTRA_DATA` produces.
 pub fn ibft2_extra_data(validators: &[Address]) -> Bytes {
+    bft_extra_data(validators, |payload| {
+        payload.put_u8(0x80); // no vote
+        [0u8; 4].as_slice().encode(payload); // round 0, a 4-byte integer
+    })
+}
+
+/// `RLP([vanity, [validators], vote and round as `vote_and_round` writes them, seals []])`.
+fn bft_extra_data(validators: &[Address], vote_and_round: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     let mut payload = Vec::new();
     [0u8; 32].as_slice().encode(&mut payload);
     let validator_len: usize = validators.iter().map(Encodable::length).sum();
@@ -122,8 +180,7 @@ pub fn ibft2_extra_data(validators: &[Address]) -> Bytes {
     for v in validators {
         v.encode(&mut payload);
     }
-    payload.put_u8(0x80); // no vote
-    [0u8; 4].as_slice().encode(&mut payload); // round 0, a 4-byte integer
+    vote_and_round(&mut payload);
     Header { list: true, payload_length: 0 }.encode(&mut payload); // no seals
     let mut out = Vec::with_capacity(payload.len() + 3);
     Header { list: true, payload_length: payload.len() }.encode(&mut out);
@@ -226,8 +283,43 @@ mod tests {
     }
 
     #[test]
+    fn qbft_extra_data_is_what_besus_codec_writes() {
+        // Besu's QbftExtraDataCodec: vanity, validators, vote as an empty list (c0), round as the RLP
+        // integer 0 (80), seals as an empty list (c0).
+        let one = address!("0x9811ebc35d7b06b3fa8dc5809a1f9c52751e1deb");
+        assert_eq!(
+            qbft_extra_data(&[one]).to_string(),
+            format!("0xf83aa0{}d594{}c080c0", "00".repeat(32), hex::encode(one))
+        );
+        let four = [
+            address!("0xc98adee2e27b436582259500797fa6633f88367f"),
+            address!("0x1a82f57f6a423b19cc1b47be00a9336386363caf"),
+            address!("0x8e9a8b35a3f31344e596196a6911799d9dc49c94"),
+            address!("0xdf536f1174a453f63f8a97ee30853b31cbbe913a"),
+        ];
+        let validators: String = four.iter().map(|v| format!("94{}", hex::encode(v))).collect();
+        assert_eq!(qbft_extra_data(&four).to_string(), format!("0xf87aa0{}f854{validators}c080c0", "00".repeat(32)));
+    }
+
+    #[test]
+    fn what_a_network_tolerates() {
+        let tolerated: Vec<_> = [1, 2, 3, 4, 5, 6, 7, 10].into_iter().map(faulty_tolerated).collect();
+        assert_eq!(tolerated, [0, 0, 0, 1, 1, 1, 2, 3]);
+        assert_eq!(faulty_tolerated(DEFAULT_VALIDATORS), 1);
+    }
+
+    #[test]
+    fn an_ibft2_genesis_on_request() {
+        let validators = vec![address!("0x9811ebc35d7b06b3fa8dc5809a1f9c52751e1deb")];
+        let genesis = GenesisConfig { consensus: Consensus::Ibft2, ..GenesisConfig::new(validators.clone()) }.to_json();
+        assert_eq!(genesis["config"]["ibft2"]["blockperiodseconds"], 2);
+        assert!(genesis["config"].get("qbft").is_none());
+        assert_eq!(genesis["extraData"], ibft2_extra_data(&validators).to_string());
+    }
+
+    #[test]
     fn genesis_fields() {
-        let keys: Vec<_> = (0..3).map(|_| ValidatorKey::random()).collect();
+        let keys: Vec<_> = (0..DEFAULT_VALIDATORS).map(|_| ValidatorKey::random()).collect();
         let genesis = GenesisConfig::new(keys.iter().map(ValidatorKey::address).collect()).to_json();
         let config = &genesis["config"];
         assert_eq!(config["chainId"], 1337);
@@ -235,9 +327,10 @@ mod tests {
         for milestone in ["berlinBlock", "londonBlock", "shanghaiTime", "cancunTime"] {
             assert_eq!(config[milestone], 0, "{milestone}");
         }
-        assert_eq!(config["ibft2"]["blockperiodseconds"], 2);
-        assert_eq!(config["ibft2"]["epochlength"], 30_000);
-        assert_eq!(config["ibft2"]["requesttimeoutseconds"], 4);
+        assert_eq!(config["qbft"]["blockperiodseconds"], 2);
+        assert_eq!(config["qbft"]["epochlength"], 30_000);
+        assert_eq!(config["qbft"]["requesttimeoutseconds"], 4);
+        assert!(config.get("ibft2").is_none(), "QBFT by default");
         assert_eq!(genesis["gasLimit"], "0x5f5e100");
         assert_eq!(genesis["difficulty"], "0x1");
         assert_eq!(genesis["baseFeePerGas"], "0x0");

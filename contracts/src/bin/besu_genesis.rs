@@ -1,6 +1,7 @@
-//! Generate a Besu IBFT 2.0 network: `genesis.json` (2 s blocks, zero base fee, Cancun, the production
-//! block gas limit, the deterministic deployment proxy pre-installed) and, unless validator addresses are
-//! given, throw-away validator keys `validator-<i>/{key,key.pub}`. See docs/besu.md.
+//! Generate a Besu QBFT (or, with `--consensus ibft2`, IBFT 2.0) network: `genesis.json` (2 s blocks, zero
+//! base fee, Cancun, the production block gas limit, the deterministic deployment proxy pre-installed)
+//! and, unless validator addresses are given, throw-away validator keys `validator-<i>/{key,key.pub}`.
+//! See docs/besu.md.
 //!
 //! ```text
 //! cargo run -p custody-contracts --bin besu-genesis -- --out .besu
@@ -13,17 +14,21 @@ use alloy::primitives::{Address, U256};
 use anyhow::{Result, bail};
 use clap::Parser;
 use custody_contracts::besu::{
-    BLOCK_GAS_LIMIT, BLOCK_PERIOD_SECONDS, DEFAULT_CHAIN_ID, GenesisConfig, ValidatorKey, write_network,
+    BLOCK_GAS_LIMIT, BLOCK_PERIOD_SECONDS, Consensus, DEFAULT_CHAIN_ID, DEFAULT_VALIDATORS, GenesisConfig,
+    ValidatorKey, faulty_tolerated, write_network,
 };
 
 #[derive(Debug, Parser)]
-#[command(about = "Generate a Besu IBFT 2.0 genesis (and validator keys) for Peruri Custody")]
+#[command(about = "Generate a Besu QBFT or IBFT 2.0 genesis (and validator keys) for Peruri Custody")]
 struct Args {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// Number of validator keys to generate (ignored with --validator-address).
-    #[arg(long, default_value_t = 3)]
+    /// The consensus protocol: qbft (new networks) or ibft2 (existing ones).
+    #[arg(long, value_enum, default_value_t = ConsensusArg::Qbft)]
+    consensus: ConsensusArg,
+    /// Number of validator keys to generate (ignored with --validator-address); 4 tolerate one fault.
+    #[arg(long, default_value_t = DEFAULT_VALIDATORS)]
     validators: usize,
     /// Existing validator addresses (repeat); no keys are generated.
     #[arg(long = "validator-address")]
@@ -42,6 +47,12 @@ struct Args {
     fund: Vec<Address>,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ConsensusArg {
+    Qbft,
+    Ibft2,
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let keys: Vec<ValidatorKey> = if args.validator_addresses.is_empty() {
@@ -58,6 +69,10 @@ fn main() -> Result<()> {
         keys.iter().map(ValidatorKey::address).collect()
     };
     let mut genesis = GenesisConfig::new(validators.clone());
+    genesis.consensus = match args.consensus {
+        ConsensusArg::Qbft => Consensus::Qbft,
+        ConsensusArg::Ibft2 => Consensus::Ibft2,
+    };
     genesis.chain_id = args.chain_id;
     genesis.block_period_seconds = args.block_period;
     genesis.block_gas_limit = args.gas_limit;
@@ -66,7 +81,12 @@ fn main() -> Result<()> {
             U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18));
     }
     write_network(&args.out, &genesis, &keys)?;
-    println!("wrote {}", args.out.join("genesis.json").display());
+    println!("wrote {} ({:?})", args.out.join("genesis.json").display(), genesis.consensus);
+    let tolerated = faulty_tolerated(validators.len());
+    println!("{} validators tolerate {tolerated} faulty validator(s) (n ≥ 3f + 1)", validators.len());
+    if tolerated == 0 {
+        println!("warning: a network that tolerates no faulty validator stops when any one is down; use 4 or more");
+    }
     for (i, address) in validators.iter().enumerate() {
         match keys.get(i) {
             Some(key) => println!("validator-{i}: {address} enode://{}@<host>:<p2p-port>", key.enode_id()),
