@@ -1,8 +1,11 @@
 //! The audit trail: an append-only, hash-chained table.
 //!
 //! ```text
-//! entry n: hash_n = SHA-256(hash_{n-1} ‖ JSON[seq, at, actor, action, target, request_id, outcome])
+//! entry n: hash_n = SHA-256(hash_{n-1} ‖ JSON[seq, at, actor, action, target, request_id, outcome(, details)])
 //! ```
+//! (`details`, the JSON of an amount, an activity id or a refusal code, is hashed when it is not empty;
+//! entries from before it existed verify unchanged). The table is append-only: triggers refuse UPDATE and
+//! DELETE.
 //!
 //! Editing, deleting or reordering any entry breaks the chain at that entry,
 //! which [`Audit::verify`] names. Appends go through one writer task per
@@ -30,6 +33,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) request_id: &'a str,
     /// `ok`, `denied`, `error`, …
     pub(crate) outcome: &'a str,
+    /// JSON about the entry (amount, activity id, refusal code), or empty.
+    pub(crate) details: &'a str,
 }
 
 /// A stored entry.
@@ -42,8 +47,26 @@ pub(crate) struct Stored {
     pub(crate) target: String,
     pub(crate) request_id: String,
     pub(crate) outcome: String,
+    /// The entry's details (amount, activity id, refusal code), if any.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) details: Option<serde_json::Value>,
+    /// The details as stored (what the hash covers).
+    #[serde(skip)]
+    pub(crate) details_text: String,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
+}
+
+/// Which entries a page holds (every field optional; all given must match).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Filter {
+    pub(crate) actor: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) target: Option<String>,
+    /// At or after this time (Unix milliseconds).
+    pub(crate) since: Option<i64>,
+    /// Before this time (Unix milliseconds).
+    pub(crate) until: Option<i64>,
 }
 
 /// Why the chain does not verify.
@@ -84,12 +107,17 @@ pub(crate) struct Audit {
 /// An entry waiting for the writer, and where its sequence number goes.
 #[derive(Debug)]
 struct Pending {
-    entry: [String; 5],
+    entry: [String; 6],
     reply: oneshot::Sender<Result<i64, AuditError>>,
 }
 
 fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
-    let body = serde_json::json!([seq, at, e.actor, e.action, e.target, e.request_id, e.outcome]);
+    let mut body = serde_json::json!([seq, at, e.actor, e.action, e.target, e.request_id, e.outcome]);
+    if !e.details.is_empty()
+        && let Some(fields) = body.as_array_mut()
+    {
+        fields.push(serde_json::Value::from(e.details));
+    }
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
     hasher.update(body.to_string().as_bytes());
@@ -106,7 +134,8 @@ impl Audit {
 
     /// Appends an entry; an error means it was not written (and the caller must refuse the operation).
     pub(crate) async fn append(&self, entry: &Entry<'_>) -> Result<i64, AuditError> {
-        let owned = [entry.actor, entry.action, entry.target, entry.request_id, entry.outcome].map(str::to_owned);
+        let owned = [entry.actor, entry.action, entry.target, entry.request_id, entry.outcome, entry.details]
+            .map(str::to_owned);
         let (reply, answer) = oneshot::channel();
         let gone = || AuditError::NotWritten("the audit writer stopped".to_owned());
         self.writer.send(Pending { entry: owned, reply }).await.map_err(|_| gone())?;
@@ -119,7 +148,7 @@ impl Audit {
         let mut expected_seq = 1;
         let mut after = 0i64;
         loop {
-            let page = self.page(after, 1000).await?;
+            let page = self.page(&Filter::default(), after, 1000).await?;
             if page.is_empty() {
                 return Ok(expected_seq - 1);
             }
@@ -137,6 +166,7 @@ impl Audit {
                     target: &row.target,
                     request_id: &row.request_id,
                     outcome: &row.outcome,
+                    details: &row.details_text,
                 };
                 if entry_hash(&prev, row.seq, row.at, &entry) != row.hash {
                     return Err(broken("contents do not match the hash"));
@@ -148,18 +178,37 @@ impl Audit {
         }
     }
 
-    /// Up to `limit` entries after sequence number `after`, oldest first.
-    pub(crate) async fn page(&self, after: i64, limit: i64) -> Result<Vec<Stored>, AuditError> {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, request_id, outcome, prev_hash, hash \
-             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Up to `limit` entries matching `filter` after sequence number `after`, oldest first.
+    pub(crate) async fn page(&self, filter: &Filter, after: i64, limit: i64) -> Result<Vec<Stored>, AuditError> {
+        let mut sql = "SELECT seq, at, actor, action, target, request_id, outcome, details, prev_hash, hash \
+                       FROM audit_log WHERE seq > $1"
+            .to_owned();
+        let mut n = 1;
+        let texts = [("actor", &filter.actor), ("action", &filter.action), ("target", &filter.target)];
+        for (column, value) in texts {
+            if value.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND {column} = ${n}"));
+            }
+        }
+        for (op, value) in [(">=", filter.since), ("<", filter.until)] {
+            if value.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND at {op} ${n}"));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", n + 1));
+        let mut query = sqlx::query(&sql).bind(after);
+        for value in texts.into_iter().filter_map(|(_, v)| v.as_deref()) {
+            query = query.bind(value);
+        }
+        for value in [filter.since, filter.until].into_iter().flatten() {
+            query = query.bind(value);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
+                let details: String = r.try_get("details")?;
                 Ok(Stored {
                     seq: r.try_get("seq")?,
                     at: r.try_get("at")?,
@@ -168,6 +217,11 @@ impl Audit {
                     target: r.try_get("target")?,
                     request_id: r.try_get("request_id")?,
                     outcome: r.try_get("outcome")?,
+                    // A non-JSON text (only an edit could put one there) shows as a string.
+                    details: (!details.is_empty()).then(|| {
+                        serde_json::from_str(&details).unwrap_or_else(|_| serde_json::Value::String(details.clone()))
+                    }),
+                    details_text: details,
                     prev_hash: r.try_get("prev_hash")?,
                     hash: r.try_get("hash")?,
                 })
@@ -230,9 +284,9 @@ async fn try_write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<i64>, 
     let at = now_millis();
     let mut rows = Vec::with_capacity(batch.len());
     for pending in batch {
-        let [actor, action, target, request_id, outcome] = &pending.entry;
+        let [actor, action, target, request_id, outcome, details] = &pending.entry;
         seq += 1;
-        let hash = entry_hash(&prev, seq, at, &Entry { actor, action, target, request_id, outcome });
+        let hash = entry_hash(&prev, seq, at, &Entry { actor, action, target, request_id, outcome, details });
         rows.push((seq, &pending.entry, std::mem::replace(&mut prev, hash.clone()), hash));
     }
     // One INSERT per power-of-two chunk: few round trips, and few distinct statements to prepare.
@@ -241,10 +295,11 @@ async fn try_write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<i64>, 
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(1 << rest.len().ilog2());
         let values: Vec<String> = (0..chunk.len())
-            .map(|r| format!("({})", (1..=9).map(|c| format!("${}", r * 9 + c)).collect::<Vec<_>>().join(", ")))
+            .map(|r| format!("({})", (1..=10).map(|c| format!("${}", r * 10 + c)).collect::<Vec<_>>().join(", ")))
             .collect();
         let sql = format!(
-            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, outcome, prev_hash, hash) VALUES {}",
+            "INSERT INTO audit_log (seq, at, actor, action, target, request_id, outcome, details, prev_hash, hash) \
+             VALUES {}",
             values.join(", ")
         );
         let mut insert = sqlx::query(&sql);
@@ -280,7 +335,14 @@ mod tests {
             let audit = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {
                 let target = format!("t{i}");
-                let e = Entry { actor: "test", action: "append", target: &target, request_id: "-", outcome: "ok" };
+                let e = Entry {
+                    actor: "test",
+                    action: "append",
+                    target: &target,
+                    request_id: "-",
+                    outcome: "ok",
+                    details: "",
+                };
                 audit.append(&e).await
             })
         });
@@ -291,7 +353,8 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=400).collect::<Vec<i64>>(), "each append got its own sequence number");
         assert_eq!(a.verify().await.expect("intact"), 400);
-        let mut targets: Vec<String> = a.page(0, 400).await.expect("page").into_iter().map(|e| e.target).collect();
+        let page = a.page(&Filter::default(), 0, 400).await.expect("page");
+        let mut targets: Vec<String> = page.into_iter().map(|e| e.target).collect();
         targets.sort_unstable();
         let mut expected: Vec<String> = (0..400).map(|i| format!("t{i}")).collect();
         expected.sort_unstable();
@@ -310,7 +373,7 @@ mod tests {
 
     #[test]
     fn hash_depends_on_every_field_and_the_previous_hash() {
-        let e = Entry { actor: "a", action: "b", target: "c", request_id: "d", outcome: "ok" };
+        let e = Entry { actor: "a", action: "b", target: "c", request_id: "d", outcome: "ok", details: "" };
         let base = entry_hash(GENESIS, 1, 5, &e);
         assert_eq!(base.len(), 64);
         assert_ne!(base, entry_hash(&base, 1, 5, &e));
@@ -318,5 +381,6 @@ mod tests {
         assert_ne!(base, entry_hash(GENESIS, 1, 6, &e));
         assert_ne!(base, entry_hash(GENESIS, 1, 5, &Entry { outcome: "error", ..e.clone() }));
         assert_ne!(base, entry_hash(GENESIS, 1, 5, &Entry { actor: "a\",\"b", ..e.clone() }));
+        assert_ne!(base, entry_hash(GENESIS, 1, 5, &Entry { details: r#"{"amount":"5"}"#, ..e.clone() }));
     }
 }

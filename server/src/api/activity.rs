@@ -21,10 +21,10 @@ use custody_issuance::{
     ActivityCursor, ActivityQuery, ActivitySummary, ActivityView, Error as IssuanceError, TrackRequest, Tracked,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{
-    AppState, amount, audit,
+    AppState, amount, audit_with,
     auth::{Caller, Role},
     doc::{IdempotencyKey, Reads, Writes},
     error::ApiError,
@@ -139,9 +139,20 @@ pub(super) async fn track(
     caller.require(Role::App)?;
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
-    audit(&state, &caller, "activity.track", "activity", &headers, "accepted").await?;
-    let tracked = state.issuance.track_request(&caller.sub, &key, req).await.map_err(issuance_error)?;
-    Ok((StatusCode::ACCEPTED, Json(Queued { id: tracked.id, status: "queued".into() })).into_response())
+    let kind = req.kind.clone();
+    // Recorded after the intake (one entry on the hot path), with what happened: the activity, or why not.
+    match state.issuance.track_request(&caller.sub, &key, req).await.map_err(issuance_error) {
+        Ok(tracked) => {
+            let details = json!({"type": kind, "replay": !tracked.created});
+            audit_with(&state, &caller, ("activity.track", &tracked.id, "queued"), &headers, Some(&details)).await?;
+            Ok((StatusCode::ACCEPTED, Json(Queued { id: tracked.id, status: "queued".into() })).into_response())
+        }
+        Err(e) => {
+            let details = json!({"type": kind, "code": e.code()});
+            audit_with(&state, &caller, ("activity.track", "activity", "refused"), &headers, Some(&details)).await?;
+            Err(e)
+        }
+    }
 }
 
 /// `GET /activity/{id}`.
@@ -215,14 +226,26 @@ async fn direct(
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
     let amount = amount::whole("amount", &req.amount, state.max_amount)?;
-    audit(&state, &caller, action, "ptkn", &headers, "accepted").await?;
+    // On whom: the user's DID (the user id stays out of the trail).
+    let target = match &state.wallets {
+        Some(wallets) => wallets.did_of(&req.user_id).await.map_err(accounts_error)?.to_string(),
+        None => "ptkn".to_owned(),
+    };
+    let requested = json!({"amount": amount.to_string(), "reason": req.reason});
+    audit_with(&state, &caller, (action, &target, "requested"), &headers, Some(&requested)).await?;
     let issuance = &state.issuance;
-    let tracked: Tracked = if action == "token.burn" {
+    let tracked: Result<Tracked, ApiError> = if action == "token.burn" {
         issuance.burn(&caller.sub, &key, &req.user_id, amount, &req.reason).await
     } else {
         issuance.mint(&caller.sub, &key, &req.user_id, amount, &req.reason).await
     }
-    .map_err(issuance_error)?;
+    .map_err(issuance_error);
+    let (outcome, details) = match &tracked {
+        Ok(t) => ("queued", json!({"amount": amount.to_string(), "activity": t.id, "replay": !t.created})),
+        Err(e) => ("refused", json!({"amount": amount.to_string(), "code": e.code()})),
+    };
+    audit_with(&state, &caller, (action, &target, outcome), &headers, Some(&details)).await?;
+    let tracked = tracked?;
     let deadline = tokio::time::Instant::now() + SUBMIT_WAIT;
     loop {
         let view = issuance.activity(&tracked.id).await.map_err(issuance_error)?;

@@ -39,6 +39,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// The stable code, e.g. `invalid_user_id`.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// A 500 whose detail is logged, never returned.
     pub(crate) fn internal(detail: &dyn std::fmt::Display) -> Self {
         error!(error = %detail, "internal error");

@@ -89,8 +89,20 @@ pub(crate) async fn audit(
     headers: &axum::http::HeaderMap,
     outcome: &str,
 ) -> Result<(), ApiError> {
+    audit_with(state, caller, (action, target, outcome), headers, None).await
+}
+
+/// [`audit`] with details (an amount, an activity id, a refusal code).
+pub(crate) async fn audit_with(
+    state: &AppState,
+    caller: &Caller,
+    (action, target, outcome): (&str, &str, &str),
+    headers: &axum::http::HeaderMap,
+    details: Option<&serde_json::Value>,
+) -> Result<(), ApiError> {
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-    let entry = crate::audit::Entry { actor: &caller.actor(), action, target, request_id, outcome };
+    let details = details.map(ToString::to_string).unwrap_or_default();
+    let entry = crate::audit::Entry { actor: &caller.actor(), action, target, request_id, outcome, details: &details };
     state.audit.append(&entry).await.map(drop).map_err(|e| ApiError::unavailable(&e))
 }
 
@@ -190,6 +202,21 @@ struct AuditQuery {
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 1000)]
     limit: i64,
+    /// Only this actor (`role:subject`, or `cli:<user>`).
+    #[param(max_length = 512)]
+    actor: Option<String>,
+    /// Only this action (`wallet.create`, `token.mint`, `key.sign`, …).
+    #[param(max_length = 128)]
+    action: Option<String>,
+    /// Only this target (a DID, a key name, an activity id).
+    #[param(max_length = 512)]
+    target: Option<String>,
+    /// At or after this time, Unix milliseconds.
+    #[param(minimum = 0)]
+    since: Option<i64>,
+    /// Before this time, Unix milliseconds.
+    #[param(minimum = 0)]
+    until: Option<i64>,
 }
 
 /// A page of the audit trail.
@@ -207,7 +234,7 @@ fn default_limit() -> i64 {
 /// `GET /v1/admin/audit?after=SEQ&limit=N` (role `auditor`): a page of the trail.
 #[utoipa::path(
     get, path = "/v1/admin/audit", tag = "audit", security(("bearer" = [])),
-    description = "Role auditor. A page of the hash-chained audit trail.",
+    description = "Role auditor. A page of the hash-chained audit trail, filtered by actor, action, target and time.",
     params(AuditQuery),
     responses((status = 200, description = "A page.", body = AuditPage), doc::Reads),
 )]
@@ -221,7 +248,16 @@ async fn audit_page(
     if !(1..=1000).contains(&q.limit) || q.after < 0 {
         return Err(ApiError::bad_request("invalid_query", "limit must be 1..=1000 and after ≥ 0"));
     }
-    let entries = state.audit.page(q.after, q.limit).await.map_err(|e| ApiError::internal(&e))?;
+    if q.since.is_some_and(|t| t < 0) || q.until.is_some_and(|t| t < 0) {
+        return Err(ApiError::bad_request("invalid_query", "since and until are Unix milliseconds ≥ 0"));
+    }
+    let too_long = |value: &Option<String>, most: usize| value.as_ref().is_some_and(|v| v.chars().count() > most);
+    if too_long(&q.actor, 512) || too_long(&q.action, 128) || too_long(&q.target, 512) {
+        return Err(ApiError::bad_request("invalid_query", "actor and target are at most 512 characters, action 128"));
+    }
+    let filter =
+        crate::audit::Filter { actor: q.actor, action: q.action, target: q.target, since: q.since, until: q.until };
+    let entries = state.audit.page(&filter, q.after, q.limit).await.map_err(|e| ApiError::internal(&e))?;
     let next_after = entries.last().map(|e| e.seq);
     Ok(Json(AuditPage { entries, next_after }))
 }

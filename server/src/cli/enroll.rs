@@ -119,12 +119,14 @@ pub(crate) async fn enroll(
 async fn enroll_one(wallets: &Wallets, audit: &Audit, line: u64, user_id: &str) -> Result<bool, String> {
     let did = wallets.did_of(user_id).await.map_err(|e| e.to_string())?.to_string();
     let request_id = format!("enroll:row-{line}");
+    let actor = super::operator();
     let entry = |outcome| Entry {
-        actor: "cli:enroll",
+        actor: &actor,
         action: "wallet.create",
         target: &did,
         request_id: &request_id,
         outcome,
+        details: "",
     };
     audit.append(&entry("requested")).await.map_err(|e| format!("audit trail unavailable: {e}"))?;
     let (_, created) = wallets.create(user_id).await.map_err(|e| e.to_string())?;

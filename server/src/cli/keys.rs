@@ -56,14 +56,27 @@ pub(crate) async fn run(cmd: KeysCommand, config: &Config) -> anyhow::Result<()>
         // Refuse bad input before touching the HSM.
         parse_digest(digest)?;
     }
-    let keyring = super::keyring(config).await?;
+    let pool = custody_signer::connect_pool(&config.database.url).await?;
+    crate::db::migrate(&pool).await?;
+    let keyring = super::keyring_on(config, custody_signer::KeyStore::from_pool(pool.clone())).await?;
+    let trail = crate::audit::Audit::new(pool);
+    // Each key action is recorded before it is done ("requested") and after, with its outcome.
+    let audit = |action: &'static str, target: String, outcome: &'static str, details: serde_json::Value| {
+        let trail = trail.clone();
+        async move { super::audit(&trail, action, &target, outcome, &details).await }
+    };
     match cmd {
         KeysCommand::Create { class: CreateClass::Infra, name } => {
+            audit("key.create", name.clone(), "requested", json!({"class": "infra"})).await?;
             let key = keyring.create_infra(&name).await?;
+            audit("key.create", name, "created", json!({"class": "infra", "address": key.address()})).await?;
             println!("{}", row(&key));
         }
         KeysCommand::CreateUser { user } => {
+            audit("key.create", format!("user:{user}"), "requested", json!({"class": "user"})).await?;
             let key = keyring.create_user(&user).await?;
+            let details = json!({"class": "user", "address": key.address()});
+            audit("key.create", format!("user:{user}"), "created", details).await?;
             println!("{}", row(&key));
         }
         KeysCommand::List { json } => {
@@ -78,18 +91,22 @@ pub(crate) async fn run(cmd: KeysCommand, config: &Config) -> anyhow::Result<()>
                 }
             }
         }
-        KeysCommand::Sign { name, user, digest } => {
-            let digest = parse_digest(&digest)?;
-            let signer = match (name, user) {
-                (Some(name), _) => keyring.signer(KeyClass::Infra, &name).await?,
-                (None, Some(user)) => keyring.signer(KeyClass::User, &user).await?,
+        KeysCommand::Sign { name, user, digest: text } => {
+            let digest = parse_digest(&text)?;
+            let (signer, target) = match (name, user) {
+                (Some(name), _) => (keyring.signer(KeyClass::Infra, &name).await?, name),
+                (None, Some(user)) => (keyring.signer(KeyClass::User, &user).await?, format!("user:{user}")),
                 (None, None) => anyhow::bail!("give --name or --user"),
             };
+            audit("key.sign", target.clone(), "requested", json!({"digest": text})).await?;
             let sig = signer.sign_digest_slice(&digest).await?;
+            audit("key.sign", target, "signed", json!({"digest": text, "address": signer.address()})).await?;
             println!("0x{}", hex::encode(sig.as_bytes()));
         }
         KeysCommand::RotateKek => {
+            audit("kek.rotate", "kek".into(), "requested", json!({})).await?;
             let (version, rewrapped) = keyring.rotate_kek().await?;
+            audit("kek.rotate", "kek".into(), "rotated", json!({"version": version, "rewrapped": rewrapped})).await?;
             println!("KEK version {version} active; {rewrapped} user keys re-wrapped");
         }
     }

@@ -15,9 +15,24 @@ pub(crate) fn fail(e: &anyhow::Error) -> std::process::ExitCode {
     std::process::ExitCode::FAILURE
 }
 
-/// Connects to the configured backend and key store.
-pub(crate) async fn keyring(config: &Config) -> anyhow::Result<Keyring> {
-    keyring_on(config, KeyStore::connect(&config.database.url).await?).await
+/// The audit actor of a command-line operator: `cli:<login name>`.
+pub(crate) fn operator() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// Appends an operator's action to the audit trail; an error means it was not recorded.
+pub(crate) async fn audit(
+    audit: &crate::audit::Audit,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    details: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let actor = operator();
+    let details = details.to_string();
+    let entry = crate::audit::Entry { actor: &actor, action, target, request_id: "cli", outcome, details: &details };
+    audit.append(&entry).await.map(drop).map_err(|e| anyhow::anyhow!("audit trail unavailable, nothing done: {e}"))
 }
 
 /// Connects to the configured backend over an existing (migrated) key store.

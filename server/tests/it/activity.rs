@@ -232,3 +232,51 @@ async fn devnet_tracks_confirms_mints_and_caches() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every call that issues value or touches a key is in the audit trail with who, what, on whom, the
+/// amount and the outcome after the effect; the trail filters by actor, action, target and time; it is
+/// append-only on PostgreSQL too.
+#[tokio::test]
+async fn the_audit_trail_says_who_did_what_to_whom_and_how_it_ended() {
+    let s = Service::start(Engine::Postgres).await;
+    let app = token("backend", &["app"]);
+    let auditor = token("a", &["auditor"]);
+    let (_, wallet) = s.post("/v1/wallets", &app, Some("w"), &json!({"user_id": "audited"})).await;
+    let did = wallet["did"].as_str().unwrap().to_owned();
+    let (status, minted) = s.post("/mintToken", &app, Some("m"), &json!({"userId": "audited", "amount": "7"})).await;
+    assert_eq!(status, 202, "{minted}");
+    let (status, _) = s.post("/activity/track", &app, Some("t"), &json!({"user_id": "audited", "type": "_bad"})).await;
+    assert_eq!(status, 400);
+
+    let (_, page) = s.get(&format!("/v1/admin/audit?action=token.mint&target={did}"), Some(&auditor)).await;
+    let entries = page["entries"].as_array().unwrap();
+    let outcomes: Vec<_> = entries.iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["requested", "queued"], "{page}");
+    assert_eq!(entries[1]["details"]["amount"], "7");
+    assert_eq!(entries[1]["details"]["activity"], minted["id"]);
+    assert_eq!(entries[1]["actor"], "app:backend");
+    let (_, refused) = s.get("/v1/admin/audit?action=activity.track", Some(&auditor)).await;
+    let refused = &refused["entries"][0];
+    assert_eq!((&refused["outcome"], &refused["details"]["code"]), (&json!("refused"), &json!("invalid_activity")));
+    let (_, page) = s.get("/v1/admin/audit?actor=app:backend&since=0", Some(&auditor)).await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 5, "wallet ×2, mint ×2, refused track: {page}");
+    let (_, none) = s.get("/v1/admin/audit?until=1", Some(&auditor)).await;
+    assert_eq!(none["entries"], json!([]));
+    assert!(!s.get("/v1/admin/audit", Some(&auditor)).await.1.to_string().contains("\"audited\""), "no user id");
+
+    // The operator's command line is recorded as cli:<login>.
+    let out = s.cli(&["keys", "create", "--name", "audited-key"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, page) = s.get("/v1/admin/audit?action=key.create&target=audited-key", Some(&auditor)).await;
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{page}");
+    assert!(entries[1]["actor"].as_str().unwrap().starts_with("cli:"), "{page}");
+    assert_eq!(entries[1]["outcome"], "created");
+
+    let pool = s.db.pool().await;
+    let err = sqlx::query("DELETE FROM audit_log").execute(&pool).await.expect_err("append-only");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let out = s.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.stop();
+}

@@ -152,7 +152,10 @@ async fn schemathesis_finds_nothing() {
     let s = Service::start(Engine::Sqlite).await;
     let all_roles = crate::service::token("fuzz", &["app", "officer", "auditor", "user"]);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    // Its cache goes to the working directory: a temporary one, not the source tree.
+    let scratch = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("schemathesis")
+        .current_dir(scratch.path())
         .args(["--config-file", config, "run", &format!("{}/openapi.json", s.url), "--checks", "all"])
         .args(["--max-examples", "40", "--workers", "2", "--no-color"])
         .args(["-H", &format!("Authorization: Bearer {all_roles}")])

@@ -238,6 +238,13 @@ async fn audit_tampering_is_detected_and_an_unwritable_trail_refuses_the_operati
     assert!(out.status.success() && stdout.contains("6 entries"), "{stdout}");
 
     let pool = s.db.pool().await;
+    // The trail is append-only: an edit or a cut tail is refused ...
+    for edit in ["UPDATE audit_log SET outcome = 'existing' WHERE seq = 4", "DELETE FROM audit_log WHERE seq = 6"] {
+        let err = sqlx::query(edit).execute(&pool).await.expect_err("refused");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    // ... and one with the rights to drop the triggers is still caught by the chain.
+    sqlx::query("DROP TRIGGER audit_log_no_update").execute(&pool).await.unwrap();
     sqlx::query("UPDATE audit_log SET outcome = 'existing' WHERE seq = 4").execute(&pool).await.unwrap();
     let out = s.cli(&["audit", "verify"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
