@@ -1,7 +1,7 @@
 //! The `identity_map` table, in SQLite or PostgreSQL through the key store's sqlx `Any` pool.
 
 use alloy::primitives::Address;
-use sqlx::{AnyPool, Row, any::AnyRow, migrate::Migrator};
+use sqlx::{AnyPool, Row, any::AnyRow};
 
 use crate::{Custody, Did, Error, Wallet};
 
@@ -45,13 +45,8 @@ impl IdentityMap {
 
     /// Applies this crate's migrations; other crates' entries in `_sqlx_migrations` are left alone.
     pub(crate) async fn migrate(&self) -> Result<(), Error> {
-        let conn = self.pool.acquire().await.map_err(Error::db("connect"))?;
-        let postgres = conn.backend_name() == "PostgreSQL";
-        drop(conn);
-        let mut migrator: Migrator =
-            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
-        migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
+        custody_db::migrate(&self.pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         Ok(())
     }
 

@@ -4,9 +4,8 @@
 
 use alloy::primitives::{Address, B256, U256};
 use custody_contracts::{EntryPointVersion, UserOperation};
-use custody_signer::WriteGate;
+use custody_db::WriteGate;
 use sqlx::any::AnyRow;
-use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use crate::error::BundlerError;
@@ -128,7 +127,7 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or_default()
 }
 
-pub(crate) use custody_signer::now_millis;
+pub(crate) use custody_db::now_millis;
 
 const OP_COLUMNS: &str = "hash, entry_point, op_json, validated_json, status, reason, tx_hash, block_number, \
                           block_hash, received_at";
@@ -144,16 +143,9 @@ pub(crate) struct Store {
 impl Store {
     /// A store on `pool`, its migrations applied.
     pub(crate) async fn open(pool: AnyPool) -> Result<Self, BundlerError> {
-        let conn = pool.acquire().await?;
-        let postgres = conn.backend_name() == "PostgreSQL";
-        drop(conn);
         // The two folders hold the same SQL today; they are kept apart so either can diverge.
-        #[allow(clippy::if_same_then_else)]
-        let mut migrator: Migrator =
-            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
-        // Other components share the database and keep their own migrations.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        custody_db::migrate(&pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         Ok(Self { gate: WriteGate::of(&pool), pool })
     }
 

@@ -12,6 +12,9 @@
 //!
 //! Nothing is minted twice: each call's batch id is derived from the batch's root and refused on-chain
 //! a second time, and a signed transaction is kept and re-sent byte for byte.
+//!
+//! The tables live in the service database (`custody-db`: pool, write gate, `custody_db::migrate` of
+//! `issuance/migrations/{sqlite,postgres}`).
 
 mod config;
 mod error;

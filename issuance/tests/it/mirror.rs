@@ -8,8 +8,8 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_log::PeruriLog, peruri_token::PeruriToken};
+use custody_db::test_utils::Engine;
 use custody_issuance::{ActivityView, Indexer, NewActivity, WorkerConfig, activity_leaf, verify};
-use custody_signer::test_utils::Engine;
 use serde_json::json;
 use sqlx::Row;
 
