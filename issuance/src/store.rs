@@ -200,10 +200,10 @@ pub(crate) struct Store {
 
 pub(crate) use custody_db::now_millis;
 
-/// PTKN base units of `whole` tokens (18 decimals), as decimal text.
+/// PTKN base units of `whole` tokens (18 decimals), as stored (decimal text).
 pub(crate) fn base_units(whole: u64) -> String {
-    (alloy::primitives::U256::from(whole) * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18)))
-        .to_string()
+    use alloy::primitives::U256;
+    custody_db::encode_u256(U256::from(whole) * U256::from(10u64).pow(U256::from(18)))
 }
 
 impl Store {

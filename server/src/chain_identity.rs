@@ -126,7 +126,7 @@ pub(crate) async fn recorded(pool: &AnyPool) -> anyhow::Result<Option<ChainIdent
     Ok(Some(ChainIdentity {
         chain_id: number("chain_id")?,
         block: number("block_number")?,
-        block_hash: hash.parse().context("chain_identity.block_hash is not a hash")?,
+        block_hash: custody_db::decode_b256(&hash).context("chain_identity.block_hash")?,
     }))
 }
 
@@ -139,7 +139,7 @@ async fn record(pool: &AnyPool, identity: ChainIdentity) -> anyhow::Result<()> {
     )
     .bind(i64::try_from(identity.chain_id).with_context(too_large)?)
     .bind(i64::try_from(identity.block).with_context(too_large)?)
-    .bind(identity.block_hash.to_string())
+    .bind(custody_db::encode_b256(identity.block_hash))
     .bind(custody_db::now_millis())
     .execute(pool)
     .await

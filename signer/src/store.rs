@@ -1,10 +1,11 @@
 //! The key store: every key's metadata, public key and (for user keys) wrapped
-//! blob, in SQLite or PostgreSQL through one sqlx `Any` pool.
+//! blob, in SQLite or PostgreSQL through one sqlx `Any` pool. Addresses are stored as lowercase hex
+//! ([`custody_db::encode_address`]).
 
 use std::{fmt, str::FromStr};
 
 use alloy_primitives::Address;
-use custody_db::{connect_pool, now_millis};
+use custody_db::{connect_pool, decode_address, encode_address, now_millis};
 use k256::ecdsa::VerifyingKey;
 use sqlx::{AnyPool, Row, any::AnyRow};
 
@@ -118,7 +119,7 @@ impl KeyRecord {
         let address: Option<String> = row.try_get("address")?;
         match (&public_key, address) {
             (Some(key), Some(address)) => {
-                let stored: Address = address.parse().map_err(|_| corrupt("address"))?;
+                let stored = decode_address(&address).map_err(|_| corrupt("address"))?;
                 if stored != address_of(key) {
                     return Err(corrupt("address (does not match the public key)"));
                 }
@@ -201,7 +202,7 @@ impl KeyStore {
             .bind(key.backend.as_str())
             .bind(key.backend_ref.clone())
             .bind(key.public_key.map(|k| k.to_encoded_point(false).as_bytes().to_vec()))
-            .bind(key.address().map(|a| a.to_checksum(None)))
+            .bind(key.address().map(encode_address))
             .bind(key.wrapped.clone())
             .bind(key.kek_version)
             .bind(key.state.as_str())
