@@ -15,8 +15,8 @@
 //!                                       └──► DidResolution (Universal Resolver result)
 //! ```
 //!
-//! The identity map lives in the key store's database (SQLite or PostgreSQL) and its migrations share
-//! `_sqlx_migrations` with the signer's. [`Wallets::verify_address_on_chain`] checks at start-up that the
+//! The identity map lives in the key store's database (SQLite or PostgreSQL, set up by `custody-db`)
+//! and its migrations share `_sqlx_migrations` with the other crates'. [`Wallets::verify_address_on_chain`] checks at start-up that the
 //! factory on chain computes the same account addresses. DIDs need the pseudonym key, so wallets need
 //! a PKCS#11 keyring.
 

@@ -1,7 +1,9 @@
 //! The `identity_map` table, in SQLite or PostgreSQL through the key store's sqlx `Any` pool.
+//! Addresses are stored as lowercase hex ([`custody_db::encode_address`]).
 
 use alloy::primitives::Address;
-use sqlx::{AnyPool, Row, any::AnyRow, migrate::Migrator};
+use custody_db::{decode_address, encode_address};
+use sqlx::{AnyPool, Row, any::AnyRow};
 
 use crate::{Custody, Did, Error, Wallet};
 
@@ -45,13 +47,8 @@ impl IdentityMap {
 
     /// Applies this crate's migrations; other crates' entries in `_sqlx_migrations` are left alone.
     pub(crate) async fn migrate(&self) -> Result<(), Error> {
-        let conn = self.pool.acquire().await.map_err(Error::db("connect"))?;
-        let postgres = conn.backend_name() == "PostgreSQL";
-        drop(conn);
-        let mut migrator: Migrator =
-            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
-        migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
+        custody_db::migrate(&self.pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         Ok(())
     }
 
@@ -78,7 +75,7 @@ impl IdentityMap {
     pub(crate) async fn by_address(&self, address: Address) -> Result<Option<Wallet>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM identity_map WHERE address = $1 AND state = 'ready'");
         let row = sqlx::query(&sql)
-            .bind(address.to_checksum(None))
+            .bind(encode_address(address))
             .fetch_optional(&self.pool)
             .await
             .map_err(Error::db("select by address"))?;
@@ -127,8 +124,8 @@ impl IdentityMap {
              owner_key_version = $4, created_at = $5, claim = NULL, claimed_at = NULL \
              WHERE user_id = $6 AND state = 'pending' AND claim = $7",
         )
-        .bind(done.address.to_checksum(None))
-        .bind(done.owner.to_checksum(None))
+        .bind(encode_address(done.address))
+        .bind(encode_address(done.owner))
         .bind(done.owner_key_id)
         .bind(done.owner_key_version)
         .bind(done.created_at)
@@ -154,7 +151,7 @@ impl IdentityMap {
     /// Records that the account at `address` has code on chain: `true` if a wallet has that address.
     pub(crate) async fn mark_deployed(&self, address: Address) -> Result<bool, Error> {
         let result = sqlx::query("UPDATE identity_map SET deployed = 1 WHERE address = $1 AND state = 'ready'")
-            .bind(address.to_checksum(None))
+            .bind(encode_address(address))
             .execute(&self.pool)
             .await
             .map_err(Error::db("mark deployed"))?;
@@ -191,7 +188,7 @@ fn wallet(row: &AnyRow) -> Result<Wallet, Error> {
     let did_text = get("did")?.unwrap_or_default();
     let corrupt = |column| Error::CorruptRow { did: did_text.clone(), column };
     let address = |column| -> Result<Address, Error> {
-        get(column)?.and_then(|text| text.parse().ok()).ok_or_else(|| corrupt(column))
+        get(column)?.and_then(|text| decode_address(&text).ok()).ok_or_else(|| corrupt(column))
     };
     let flag = |column| match row.try_get::<i64, _>(column).map_err(Error::db("decode flag"))? {
         0 => Ok(false),

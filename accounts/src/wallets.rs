@@ -13,7 +13,8 @@ use custody_contracts::{
     Deployment, EntryPointVersion, account::account_address,
     bindings::peruri_account_factory_v07::PeruriAccountFactoryV07,
 };
-use custody_signer::{KeyClass, KeyRecord, Keyring, now_millis};
+use custody_db::now_millis;
+use custody_signer::{KeyClass, KeyRecord, Keyring};
 use rand::RngCore;
 use serde::{Serialize, Serializer};
 use sqlx::AnyPool;

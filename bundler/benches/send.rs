@@ -29,7 +29,7 @@ use custody_bundler::{Bundler, BundlingMode, EstimateGas, GasEstimate};
 use custody_contracts::test_utils::LocalChainConfig;
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{EntryPointVersion, UserOperation, account};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 
 const VERSION: EntryPointVersion = EntryPointVersion::V08;
 const BLOCK_TIME: Duration = Duration::from_secs(2);

@@ -15,7 +15,8 @@
 //!   v0.7 and v0.8 with an ERC-7562 inspector, gas estimation.
 //!
 //! See `shared/DESIGN.md` §5. Bundler keys stay in the HSM: transactions are
-//! signed through `custody-signer`. Migrations: `bundler/migrations/{sqlite,postgres}`.
+//! signed through `custody-signer`. Migrations: `bundler/migrations/{sqlite,postgres}`,
+//! applied through `custody_db::migrate` on the service's shared pool.
 
 mod builder;
 mod config;

@@ -1,12 +1,12 @@
 //! The bundler's tables (SQLite or PostgreSQL through sqlx `Any`): operations, reputation, bundle
-//! transactions and key nonces. Addresses and hashes are stored as lowercase `0x` hex, nonces as
-//! 64-digit hex so that text order is numeric order.
+//! transactions and key nonces. Addresses and hashes are stored as lowercase `0x` hex (the
+//! `custody_db` codecs, as every crate stores them), nonces as 64-digit hex so that text order is
+//! numeric order.
 
 use alloy::primitives::{Address, B256, U256};
 use custody_contracts::{EntryPointVersion, UserOperation};
-use custody_signer::WriteGate;
+use custody_db::{WriteGate, decode_address, decode_b256, encode_address, encode_b256};
 use sqlx::any::AnyRow;
-use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 use crate::error::BundlerError;
@@ -92,14 +92,8 @@ pub(crate) struct RepRow {
     pub decayed_hour: i64,
 }
 
-pub(crate) fn hex_addr(a: Address) -> String {
-    format!("{a:#x}")
-}
-
-pub(crate) fn hex_b256(h: B256) -> String {
-    format!("{h:#x}")
-}
-
+/// A nonce as stored: 64 hex digits, so that text order is numeric order (the one U256 column the
+/// bundler orders by; amounts elsewhere use [`custody_db::encode_u256`]).
 fn hex_nonce(n: U256) -> String {
     format!("0x{n:064x}")
 }
@@ -128,7 +122,7 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or_default()
 }
 
-pub(crate) use custody_signer::now_millis;
+pub(crate) use custody_db::now_millis;
 
 const OP_COLUMNS: &str = "hash, entry_point, op_json, validated_json, status, reason, tx_hash, block_number, \
                           block_hash, received_at";
@@ -144,16 +138,9 @@ pub(crate) struct Store {
 impl Store {
     /// A store on `pool`, its migrations applied.
     pub(crate) async fn open(pool: AnyPool) -> Result<Self, BundlerError> {
-        let conn = pool.acquire().await?;
-        let postgres = conn.backend_name() == "PostgreSQL";
-        drop(conn);
         // The two folders hold the same SQL today; they are kept apart so either can diverge.
-        #[allow(clippy::if_same_then_else)]
-        let mut migrator: Migrator =
-            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
-        // Other components share the database and keep their own migrations.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        custody_db::migrate(&pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         Ok(Self { gate: WriteGate::of(&pool), pool })
     }
 
@@ -161,7 +148,7 @@ impl Store {
         let text = |c: &str| row.try_get::<String, _>(c);
         let opt = |c: &str| row.try_get::<Option<String>, _>(c);
         Ok(StoredOp {
-            hash: parse("op hash", &text("hash")?)?,
+            hash: decode_b256(&text("hash")?).map_err(|e| BundlerError::corrupt("op hash", e))?,
             entry_point: parse_ep(&text("entry_point")?)?,
             op: serde_json::from_str(&text("op_json")?).map_err(|e| BundlerError::corrupt("operation", e))?,
             validated: serde_json::from_str(&text("validated_json")?)
@@ -171,9 +158,13 @@ impl Store {
                 OpStatus::parse(&s).ok_or_else(|| corrupt_text("status", &s))?
             },
             reason: opt("reason")?,
-            tx_hash: opt("tx_hash")?.map(|s| parse("tx hash", &s)).transpose()?,
+            tx_hash: opt("tx_hash")?
+                .map(|s| decode_b256(&s).map_err(|e| BundlerError::corrupt("tx hash", e)))
+                .transpose()?,
             block_number: row.try_get::<Option<i64>, _>("block_number")?.map(to_u64),
-            block_hash: opt("block_hash")?.map(|s| parse("block hash", &s)).transpose()?,
+            block_hash: opt("block_hash")?
+                .map(|s| decode_b256(&s).map_err(|e| BundlerError::corrupt("block hash", e)))
+                .transpose()?,
             received_at: row.try_get("received_at")?,
         })
     }
@@ -191,7 +182,7 @@ impl Store {
             )
             .bind(format!("replaced by {:#x}", op.hash))
             .bind(now)
-            .bind(hex_b256(old))
+            .bind(encode_b256(old))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
@@ -202,12 +193,12 @@ impl Store {
             "INSERT INTO bundler_user_ops (hash, entry_point, sender, nonce, factory, paymaster, op_json, \
              validated_json, status, received_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)",
         )
-        .bind(hex_b256(op.hash))
+        .bind(encode_b256(op.hash))
         .bind(ep_str(op.entry_point))
-        .bind(hex_addr(op.op.sender))
+        .bind(encode_address(op.op.sender))
         .bind(hex_nonce(op.op.nonce))
-        .bind(op.op.factory.map(hex_addr))
-        .bind(op.op.paymaster.map(hex_addr))
+        .bind(op.op.factory.map(encode_address))
+        .bind(op.op.paymaster.map(encode_address))
         .bind(serde_json::to_string(&op.op).map_err(|e| BundlerError::corrupt("operation", e))?)
         .bind(serde_json::to_string(&op.validated).map_err(|e| BundlerError::corrupt("validation result", e))?)
         .bind(op.received_at)
@@ -226,7 +217,7 @@ impl Store {
     /// An operation by hash.
     pub(crate) async fn op(&self, hash: B256) -> Result<Option<StoredOp>, BundlerError> {
         let sql = format!("SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE hash = $1");
-        let row = sqlx::query(&sql).bind(hex_b256(hash)).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(encode_b256(hash)).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::op_from_row).transpose()
     }
 
@@ -243,7 +234,7 @@ impl Store {
         );
         let row = sqlx::query(&sql)
             .bind(ep_str(entry_point))
-            .bind(hex_addr(sender))
+            .bind(encode_address(sender))
             .bind(hex_nonce(nonce))
             .fetch_optional(&self.pool)
             .await?;
@@ -260,7 +251,7 @@ impl Store {
             "SELECT {OP_COLUMNS} FROM bundler_user_ops WHERE {} = $1 AND status IN ('pending', 'submitted')",
             column.as_str()
         );
-        let rows = sqlx::query(&sql).bind(hex_addr(address)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(encode_address(address)).fetch_all(&self.pool).await?;
         rows.iter().map(Self::op_from_row).collect()
     }
 
@@ -321,9 +312,9 @@ impl Store {
             moved += sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(reason)
-                .bind(tx_hash.map(hex_b256))
+                .bind(tx_hash.map(encode_b256))
                 .bind(now_millis())
-                .bind(hex_b256(*hash))
+                .bind(encode_b256(*hash))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -349,11 +340,11 @@ impl Store {
                 "UPDATE bundler_user_ops SET status = 'included', reason = NULL, tx_hash = $1, block_number = $2, \
                  block_hash = $3, updated_at = $4 WHERE hash = $5 AND status IN ('pending', 'submitted')",
             )
-            .bind(hex_b256(tx_hash))
+            .bind(encode_b256(tx_hash))
             .bind(to_i64(block_number))
-            .bind(hex_b256(block_hash))
+            .bind(encode_b256(block_hash))
             .bind(now_millis())
-            .bind(hex_b256(*hash))
+            .bind(encode_b256(*hash))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 1 {
@@ -383,7 +374,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT address, ops_seen, ops_included, decayed_hour FROM bundler_reputation WHERE address = $1",
         )
-        .bind(hex_addr(address))
+        .bind(encode_address(address))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(rep_from_row).transpose()
@@ -405,7 +396,7 @@ impl Store {
              ON CONFLICT (address) DO UPDATE SET ops_seen = excluded.ops_seen, \
              ops_included = excluded.ops_included, decayed_hour = excluded.decayed_hour",
         )
-        .bind(hex_addr(r.address))
+        .bind(encode_address(r.address))
         .bind(to_i64(r.ops_seen))
         .bind(to_i64(r.ops_included))
         .bind(r.decayed_hour)
@@ -428,7 +419,7 @@ impl Store {
              ON CONFLICT (address) DO UPDATE SET ops_seen = bundler_reputation.ops_seen + excluded.ops_seen, \
              ops_included = bundler_reputation.ops_included + excluded.ops_included",
         )
-        .bind(hex_addr(address))
+        .bind(encode_address(address))
         .bind(to_i64(seen))
         .bind(to_i64(included))
         .bind(hour)
@@ -457,8 +448,8 @@ impl Store {
              max_fee, priority_fee, sent_block, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
         )
-        .bind(hex_b256(t.tx_hash))
-        .bind(hex_addr(t.signer))
+        .bind(encode_b256(t.tx_hash))
+        .bind(encode_address(t.signer))
         .bind(to_i64(t.nonce))
         .bind(ep_str(t.entry_point))
         .bind(serde_json::to_string(&t.op_hashes).map_err(|e| BundlerError::corrupt("op hashes", e))?)
@@ -477,8 +468,12 @@ impl Store {
              WHERE hash = $3 AND status = {from}"
         );
         for hash in &t.op_hashes {
-            let done =
-                sqlx::query(&sql).bind(hex_b256(t.tx_hash)).bind(now).bind(hex_b256(*hash)).execute(&mut *tx).await?;
+            let done = sqlx::query(&sql)
+                .bind(encode_b256(t.tx_hash))
+                .bind(now)
+                .bind(encode_b256(*hash))
+                .execute(&mut *tx)
+                .await?;
             if done.rows_affected() != 1 {
                 return Ok(false);
             }
@@ -488,7 +483,7 @@ impl Store {
              ON CONFLICT (signer) DO UPDATE SET next_nonce = excluded.next_nonce \
              WHERE bundler_nonces.next_nonce < excluded.next_nonce",
         )
-        .bind(hex_addr(t.signer))
+        .bind(encode_address(t.signer))
         .bind(to_i64(t.nonce + 1))
         .execute(&mut *tx)
         .await?;
@@ -502,15 +497,15 @@ impl Store {
             "SELECT tx_hash, signer, nonce, entry_point, op_hashes, raw, calldata, gas_limit, max_fee, priority_fee, \
              sent_block FROM bundler_txs WHERE signer = $1 AND status = 'pending' ORDER BY nonce, created_at",
         )
-        .bind(hex_addr(signer))
+        .bind(encode_address(signer))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
                 let text = |c: &str| row.try_get::<String, _>(c);
                 Ok(StoredTx {
-                    tx_hash: parse("tx hash", &text("tx_hash")?)?,
-                    signer: parse("signer", &text("signer")?)?,
+                    tx_hash: decode_b256(&text("tx_hash")?).map_err(|e| BundlerError::corrupt("tx hash", e))?,
+                    signer: decode_address(&text("signer")?).map_err(|e| BundlerError::corrupt("signer", e))?,
                     nonce: to_u64(row.try_get("nonce")?),
                     entry_point: parse_ep(&text("entry_point")?)?,
                     op_hashes: serde_json::from_str(&text("op_hashes")?)
@@ -538,13 +533,13 @@ impl Store {
         sqlx::query(
             "UPDATE bundler_txs SET status = 'dropped' WHERE signer = $1 AND nonce = $2 AND status = 'pending'",
         )
-        .bind(hex_addr(signer))
+        .bind(encode_address(signer))
         .bind(to_i64(nonce))
         .execute(&mut *tx)
         .await?;
         if let Some(hash) = mined {
             sqlx::query("UPDATE bundler_txs SET status = 'mined' WHERE tx_hash = $1")
-                .bind(hex_b256(hash))
+                .bind(encode_b256(hash))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -557,7 +552,7 @@ impl Store {
         let _turn = self.gate.turn().await;
         sqlx::query("UPDATE bundler_txs SET sent_block = $1 WHERE tx_hash = $2")
             .bind(to_i64(block))
-            .bind(hex_b256(tx_hash))
+            .bind(encode_b256(tx_hash))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -566,7 +561,7 @@ impl Store {
     /// The next nonce recorded for `signer`.
     pub(crate) async fn next_nonce(&self, signer: Address) -> Result<Option<u64>, BundlerError> {
         let row = sqlx::query("SELECT next_nonce FROM bundler_nonces WHERE signer = $1")
-            .bind(hex_addr(signer))
+            .bind(encode_address(signer))
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get::<i64, _>("next_nonce")).transpose()?.map(to_u64))
@@ -575,7 +570,8 @@ impl Store {
 
 fn rep_from_row(row: &AnyRow) -> Result<RepRow, BundlerError> {
     Ok(RepRow {
-        address: parse("address", &row.try_get::<String, _>("address")?)?,
+        address: decode_address(&row.try_get::<String, _>("address")?)
+            .map_err(|e| BundlerError::corrupt("address", e))?,
         ops_seen: to_u64(row.try_get("ops_seen")?),
         ops_included: to_u64(row.try_get("ops_included")?),
         decayed_hour: row.try_get("decayed_hour")?,

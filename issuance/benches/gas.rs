@@ -15,7 +15,7 @@ mod setup;
 use alloy::network::EthereumWallet;
 use alloy::primitives::Address;
 use custody_contracts::bindings::peruri_token::PeruriToken;
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use sqlx::Row;
 
 #[tokio::main]

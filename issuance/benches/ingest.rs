@@ -22,7 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use custody_signer::test_utils::{Engine, SoftHsm, TestDb};
+use custody_db::test_utils::{Engine, TestDb};
+use custody_signer::test_utils::SoftHsm;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use serde_json::json;

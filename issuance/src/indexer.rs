@@ -14,6 +14,7 @@ use alloy::{
     sol_types::SolEvent,
 };
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_token::PeruriToken};
+use custody_db::{decode_u256, encode_address, encode_b256, encode_u256};
 use sqlx::{Any, Row, Transaction};
 use tracing::{info, warn};
 
@@ -105,7 +106,7 @@ impl Indexer {
         // A write first (SQLite write lock at once).
         sqlx::query("INSERT INTO issuance_indexed_blocks (number, hash) VALUES ($1, $2)")
             .bind(to as i64)
-            .bind(hash.to_string())
+            .bind(encode_b256(hash))
             .execute(&mut *tx)
             .await
             .map_err(Error::db("advance cursor"))?;
@@ -155,7 +156,7 @@ impl Indexer {
 
 fn apply_delta(current: Option<String>, value: U256, credit: bool) -> Result<U256, Error> {
     let current: U256 =
-        current.map_or(Ok(U256::ZERO), |c| c.parse()).map_err(|_| Error::CorruptRow("cached amount"))?;
+        current.map_or(Ok(U256::ZERO), |c| decode_u256(&c)).map_err(|_| Error::CorruptRow("cached amount"))?;
     Ok(if credit { current.saturating_add(value) } else { current.saturating_sub(value) })
 }
 
@@ -164,7 +165,7 @@ async fn add_balance(tx: &mut Transaction<'_, Any>, account: Address, value: U25
         return Ok(());
     }
     let current = sqlx::query("SELECT balance FROM token_balance_cache WHERE account = $1")
-        .bind(account.to_string())
+        .bind(encode_address(account))
         .fetch_optional(&mut **tx)
         .await
         .map_err(Error::db("select balance"))?
@@ -176,8 +177,8 @@ async fn add_balance(tx: &mut Transaction<'_, Any>, account: Address, value: U25
         "INSERT INTO token_balance_cache (account, balance) VALUES ($1, $2) \
          ON CONFLICT (account) DO UPDATE SET balance = excluded.balance",
     )
-    .bind(account.to_string())
-    .bind(next.to_string())
+    .bind(encode_address(account))
+    .bind(encode_u256(next))
     .execute(&mut **tx)
     .await
     .map_err(Error::db("upsert balance"))?;
@@ -195,8 +196,8 @@ async fn add_badge(
         return Ok(());
     }
     let current = sqlx::query("SELECT amount FROM badge_index WHERE account = $1 AND badge_id = $2")
-        .bind(account.to_string())
-        .bind(id.to_string())
+        .bind(encode_address(account))
+        .bind(encode_u256(id))
         .fetch_optional(&mut **tx)
         .await
         .map_err(Error::db("select badge"))?
@@ -208,9 +209,9 @@ async fn add_badge(
         "INSERT INTO badge_index (account, badge_id, amount) VALUES ($1, $2, $3) \
          ON CONFLICT (account, badge_id) DO UPDATE SET amount = excluded.amount",
     )
-    .bind(account.to_string())
-    .bind(id.to_string())
-    .bind(next.to_string())
+    .bind(encode_address(account))
+    .bind(encode_u256(id))
+    .bind(encode_u256(next))
     .execute(&mut **tx)
     .await
     .map_err(Error::db("upsert badge"))?;

@@ -12,6 +12,9 @@
 //!
 //! Nothing is minted twice: each call's batch id is derived from the batch's root and refused on-chain
 //! a second time, and a signed transaction is kept and re-sent byte for byte.
+//!
+//! The tables live in the service database (`custody-db`: pool, write gate, `custody_db::migrate` of
+//! `issuance/migrations/{sqlite,postgres}`).
 
 mod config;
 mod error;
@@ -37,6 +40,7 @@ pub use store::{
 pub use worker::{Progress, Worker};
 
 use alloy::primitives::{Address, U256};
+use custody_db::{decode_u256, encode_address};
 use serde_json::json;
 use sqlx::{AnyPool, Row};
 
@@ -164,19 +168,19 @@ impl Issuance {
     /// The PTKN balance of `account` (base units) in `token_balance_cache`, as last indexed.
     pub async fn token_balance(&self, account: Address) -> Result<U256, Error> {
         let row = sqlx::query("SELECT balance FROM token_balance_cache WHERE account = $1")
-            .bind(account.to_string())
+            .bind(encode_address(account))
             .fetch_optional(&self.store.pool)
             .await
             .map_err(Error::db("select balance"))?;
         let Some(row) = row else { return Ok(U256::ZERO) };
         let text: String = row.try_get("balance").map_err(Error::db("decode balance"))?;
-        text.parse().map_err(|_| Error::CorruptRow("token_balance_cache.balance"))
+        decode_u256(&text).map_err(|_| Error::CorruptRow("token_balance_cache.balance"))
     }
 
     /// The badges `account` holds (`(badge id, amount)`, amount > 0) in `badge_index`, as last indexed.
     pub async fn badges(&self, account: Address) -> Result<Vec<(U256, U256)>, Error> {
         let rows = sqlx::query("SELECT badge_id, amount FROM badge_index WHERE account = $1")
-            .bind(account.to_string())
+            .bind(encode_address(account))
             .fetch_all(&self.store.pool)
             .await
             .map_err(Error::db("select badges"))?;
@@ -184,7 +188,7 @@ impl Issuance {
         for row in rows {
             let get = |c: &'static str| -> Result<U256, Error> {
                 let text: String = row.try_get(c).map_err(Error::db("decode badge"))?;
-                text.parse().map_err(|_| Error::CorruptRow("badge_index"))
+                decode_u256(&text).map_err(|_| Error::CorruptRow("badge_index"))
             };
             let (id, amount) = (get("badge_id")?, get("amount")?);
             if !amount.is_zero() {

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use alloy::primitives::keccak256;
-use custody_signer::WriteGate;
+use custody_db::{Dialect, WriteGate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Any, AnyPool, Row, Transaction, any::AnyArguments, migrate::Migrator, query::Query};
+use sqlx::{Any, AnyPool, Row, Transaction, any::AnyArguments, query::Query};
 use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use crate::{
@@ -198,24 +198,20 @@ pub(crate) struct Store {
     intake: Option<mpsc::Sender<Queued>>,
 }
 
-pub(crate) use custody_signer::now_millis;
+pub(crate) use custody_db::now_millis;
 
-/// PTKN base units of `whole` tokens (18 decimals), as decimal text.
+/// PTKN base units of `whole` tokens (18 decimals), as stored (decimal text).
 pub(crate) fn base_units(whole: u64) -> String {
-    (alloy::primitives::U256::from(whole) * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18)))
-        .to_string()
+    use alloy::primitives::U256;
+    custody_db::encode_u256(U256::from(whole) * U256::from(10u64).pow(U256::from(18)))
 }
 
 impl Store {
     /// Opens the store on `pool` and applies this crate's migrations (others' are left alone).
     pub(crate) async fn open(pool: AnyPool) -> Result<Self, Error> {
-        let conn = pool.acquire().await.map_err(Error::db("connect"))?;
-        let postgres = conn.backend_name() == "PostgreSQL";
-        drop(conn);
-        let mut migrator: Migrator =
-            if postgres { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        let postgres = Dialect::of(&pool).is_postgres();
+        custody_db::migrate(&pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         let write_gate = WriteGate::of(&pool);
         let intake = write_gate.takes_turns().then(|| {
             let (queue, requests) = mpsc::channel(4 * MAX_GROUP);

@@ -23,6 +23,7 @@ use alloy::{
     rpc::types::TransactionRequest,
 };
 use custody_accounts::Wallets;
+use custody_db::{decode_address, decode_b256, decode_u256, encode_address, encode_b256};
 use custody_signer::EthSigner;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::{Any, Row, Transaction};
@@ -95,7 +96,8 @@ impl Signed {
             id: row.try_get("id").map_err(Error::db("decode tx"))?,
             batch_id: row.try_get("batch_id").map_err(Error::db("decode tx"))?,
             raw: parse(row, "raw")?,
-            hash: parse(row, "tx_hash")?,
+            hash: decode_b256(&row.try_get::<String, _>("tx_hash").map_err(Error::db("decode tx"))?)
+                .map_err(|_| Error::CorruptRow("issuance_txs.tx_hash"))?,
         })
     }
 }
@@ -259,7 +261,7 @@ impl Worker {
         let hashes: Vec<B256> = leaves.iter().map(|(_, l)| *l).collect();
         let tree = MerkleTree::new(&hashes).ok_or(Error::CorruptRow("empty batch"))?;
         let root = tree.root();
-        let batch_id = plan::chain_batch_id(root, "PLOG", 0).to_string();
+        let batch_id = encode_b256(plan::chain_batch_id(root, "PLOG", 0));
 
         let mut items = Vec::new();
         let mut log_items = Vec::new();
@@ -269,7 +271,7 @@ impl Worker {
             let user = get("user_id")?.unwrap_or_default();
             let recipient = *recipients.get(&user).ok_or(Error::CorruptRow("recipient not resolved"))?;
             let number = |v: Option<String>| -> Result<U256, Error> {
-                v.and_then(|s| s.parse().ok()).ok_or(Error::CorruptRow("issuance_items amount or badge"))
+                v.and_then(|s| decode_u256(&s).ok()).ok_or(Error::CorruptRow("issuance_items amount or badge"))
             };
             let what = match get("kind")?.as_deref() {
                 Some("token") => What::Mint(number(get("amount")?)?),
@@ -291,7 +293,7 @@ impl Worker {
              VALUES ($1, $2, $3, 'pending', $4, $4)",
         )
         .bind(&batch_id)
-        .bind(root.to_string())
+        .bind(encode_b256(root))
         .bind(leaves.len() as i64)
         .bind(now)
         .execute(&mut *tx)
@@ -306,7 +308,7 @@ impl Worker {
             .bind(&tx_id)
             .bind(&batch_id)
             .bind(ordinal as i64)
-            .bind(call.target.to_string())
+            .bind(encode_address(call.target))
             .bind(call.calldata.to_string())
             .bind(now)
             .execute(&mut *tx)
@@ -326,7 +328,7 @@ impl Worker {
                  updated_at = $4 WHERE id = $5",
             )
             .bind(&batch_id)
-            .bind(leaf.to_string())
+            .bind(encode_b256(*leaf))
             .bind(proof)
             .bind(now)
             .bind(id)
@@ -357,7 +359,8 @@ impl Worker {
             .map_err(Error::db("next planned"))?;
             let Some(row) = row else { return Ok(signed) };
             let id: String = row.try_get("id").map_err(Error::db("decode planned"))?;
-            let target: Address = parse(&row, "target")?;
+            let target = decode_address(&row.try_get::<String, _>("target").map_err(Error::db("decode planned"))?)
+                .map_err(|_| Error::CorruptRow("issuance_txs.target"))?;
             let input: Bytes = parse(&row, "calldata")?;
             let signer = if target == self.contracts.log { &self.anchorer } else { &self.issuer };
             let from = signer.address();
@@ -377,7 +380,7 @@ impl Worker {
             let next: i64 = sqlx::query(
                 "UPDATE issuance_nonces SET next_nonce = next_nonce + 1 WHERE sender = $1 RETURNING next_nonce",
             )
-            .bind(from.to_string())
+            .bind(encode_address(from))
             .fetch_one(&mut *db)
             .await
             .map_err(Error::db("take nonce"))?
@@ -401,10 +404,10 @@ impl Worker {
                 "UPDATE issuance_txs SET status = 'signed', sender = $1, nonce = $2, raw = $3, tx_hash = $4, \
                  updated_at = $5 WHERE id = $6 AND status = 'planned'",
             )
-            .bind(from.to_string())
+            .bind(encode_address(from))
             .bind(nonce as i64)
             .bind(raw.to_string())
-            .bind(hash.to_string())
+            .bind(encode_b256(hash))
             .bind(now_millis())
             .bind(&id)
             .execute(&mut *db)
@@ -629,7 +632,7 @@ impl Worker {
     /// Makes sure the sender has a nonce row, starting at the chain's pending count.
     async fn ensure_nonce(&self, sender: Address) -> Result<(), Error> {
         let known = sqlx::query("SELECT next_nonce FROM issuance_nonces WHERE sender = $1")
-            .bind(sender.to_string())
+            .bind(encode_address(sender))
             .fetch_optional(&self.store.pool)
             .await
             .map_err(Error::db("select nonce"))?;
@@ -643,7 +646,7 @@ impl Worker {
             .await
             .map_err(Error::rpc("eth_getTransactionCount"))?;
         sqlx::query("INSERT INTO issuance_nonces (sender, next_nonce) VALUES ($1, $2) ON CONFLICT (sender) DO NOTHING")
-            .bind(sender.to_string())
+            .bind(encode_address(sender))
             .bind(count as i64)
             .execute(&self.store.pool)
             .await

@@ -231,7 +231,7 @@ impl Audit {
     }
 }
 
-pub(crate) use custody_signer::now_millis;
+pub(crate) use custody_db::now_millis;
 
 /// Takes whatever has queued up (at most [`MAX_BATCH`]) and commits it in one transaction.
 async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
@@ -320,7 +320,7 @@ async fn try_write_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<i64>, 
 
 #[cfg(test)]
 mod tests {
-    use custody_signer::test_utils::{Engine, TestDb};
+    use custody_db::test_utils::{Engine, TestDb};
 
     use super::*;
 
@@ -328,9 +328,9 @@ mod tests {
     /// entry lands once, in one unbroken chain.
     async fn concurrent_writers_keep_one_chain(engine: Engine) {
         let db = TestDb::new(engine).await;
-        let pool = custody_signer::connect_pool(&db.url).await.expect("pool");
+        let pool = custody_db::connect_pool(&db.url).await.expect("pool");
         crate::db::migrate(&pool).await.expect("migrations");
-        let (a, b) = (Audit::new(pool.clone()), Audit::new(custody_signer::connect_pool(&db.url).await.expect("pool")));
+        let (a, b) = (Audit::new(pool.clone()), Audit::new(custody_db::connect_pool(&db.url).await.expect("pool")));
         let appends = (0..400).map(|i| {
             let audit = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {

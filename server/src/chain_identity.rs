@@ -126,7 +126,7 @@ pub(crate) async fn recorded(pool: &AnyPool) -> anyhow::Result<Option<ChainIdent
     Ok(Some(ChainIdentity {
         chain_id: number("chain_id")?,
         block: number("block_number")?,
-        block_hash: hash.parse().context("chain_identity.block_hash is not a hash")?,
+        block_hash: custody_db::decode_b256(&hash).context("chain_identity.block_hash")?,
     }))
 }
 
@@ -139,8 +139,8 @@ async fn record(pool: &AnyPool, identity: ChainIdentity) -> anyhow::Result<()> {
     )
     .bind(i64::try_from(identity.chain_id).with_context(too_large)?)
     .bind(i64::try_from(identity.block).with_context(too_large)?)
-    .bind(identity.block_hash.to_string())
-    .bind(custody_signer::now_millis())
+    .bind(custody_db::encode_b256(identity.block_hash))
+    .bind(custody_db::now_millis())
     .execute(pool)
     .await
     .context("recording the chain identity")?;
@@ -150,7 +150,7 @@ async fn record(pool: &AnyPool, identity: ChainIdentity) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use alloy::primitives::b256;
-    use custody_signer::test_utils::{Engine, TestDb};
+    use custody_db::test_utils::{Engine, TestDb};
 
     use super::*;
 
@@ -165,7 +165,7 @@ mod tests {
     /// as written, on both engines.
     async fn records_once_and_reads_back(engine: Engine) {
         let db = TestDb::new(engine).await;
-        let pool = custody_signer::connect_pool(&db.url).await.expect("pool");
+        let pool = custody_db::connect_pool(&db.url).await.expect("pool");
         crate::db::migrate(&pool).await.expect("migrations");
         assert_eq!(recorded(&pool).await.expect("reads"), None);
         record(&pool, RECORDED).await.expect("records");

@@ -30,8 +30,9 @@ use custody_contracts::{
     DeployConfig, Deployment,
     test_utils::{LocalChain, LocalChainConfig, Node},
 };
+use custody_db::connect_pool;
 use custody_hsm_sim::SoftHsm;
-use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config, connect_pool};
+use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config};
 use serde_json::json;
 use tracing::{info, warn};
 

@@ -3,7 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use custody_signer::{KeyStore, connect_pool};
+use custody_db::connect_pool;
+use custody_signer::KeyStore;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;

@@ -18,10 +18,8 @@ use cryptoki::{
     object::{Attribute, KeyType, ObjectClass},
     session::{Session, UserType},
 };
-use custody_signer::{
-    Backend, KeyClass, Keyring,
-    test_utils::{Engine, TestDb, TestHsm},
-};
+use custody_db::test_utils::{Engine, TestDb};
+use custody_signer::{Backend, KeyClass, KeyStore, Keyring, test_utils::TestHsm};
 use secrecy::ExposeSecret;
 
 const SECP256K1: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
@@ -72,7 +70,7 @@ async fn main() {
         std::env::args().skip_while(|a| a != "--iters").nth(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
     let t = TestHsm::new().await;
     let db = TestDb::new(Engine::Sqlite).await;
-    let ring = Keyring::open(Backend::Pkcs11(t.hsm.clone()), db.key_store().await).await.unwrap();
+    let ring = Keyring::open(Backend::Pkcs11(t.hsm.clone()), KeyStore::connect(&db.url).await.unwrap()).await.unwrap();
     let infra = ring.create_infra("bench").await.unwrap();
     ring.create_user("warm").await.unwrap();
 

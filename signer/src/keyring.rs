@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use custody_db::now_millis;
 use rand::RngCore;
 use tracing::info;
 
@@ -10,7 +11,7 @@ use crate::{
     BackendKind, Error, EthSigner, KeyBackend,
     kms::Kms,
     pkcs11::{Hsm, TokenKey, WrappedKey},
-    store::{KeyClass, KeyRecord, KeyState, KeyStore, now_millis},
+    store::{KeyClass, KeyRecord, KeyState, KeyStore},
 };
 
 /// Name of the KEK and pseudonym keys in the store.

@@ -2,7 +2,7 @@
 //! (PKCS#11) or AWS KMS, and Ethereum signatures checked before they are released.
 //!
 //! ```text
-//!   Keyring ──► KeyStore (SQLite | PostgreSQL: metadata, public keys, wrapped blobs)
+//!   Keyring ──► KeyStore (SQLite | PostgreSQL through custody-db: metadata, public keys, wrapped blobs)
 //!      │
 //!      └─► EthSigner ── alloy Signer / TxSigner, EIP-191, EIP-712, transactions
 //!             │  low-s, recovery id and verification in one multiplication
@@ -36,4 +36,4 @@ pub use eth::EthSigner;
 pub use keyring::{Backend, Keyring};
 pub use kms::{Kms, KmsConfig, KmsKey};
 pub use pkcs11::{Hsm, ObjectFacts, Pkcs11Config, TokenKey, WrappedKey};
-pub use store::{KeyClass, KeyRecord, KeyState, KeyStore, WriteGate, connect_pool, now_millis};
+pub use store::{KeyClass, KeyRecord, KeyState, KeyStore};

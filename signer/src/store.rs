@@ -1,15 +1,13 @@
 //! The key store: every key's metadata, public key and (for user keys) wrapped
-//! blob, in SQLite or PostgreSQL through one sqlx `Any` pool.
+//! blob, in SQLite or PostgreSQL through one sqlx `Any` pool. Addresses are stored as lowercase hex
+//! ([`custody_db::encode_address`]).
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, str::FromStr};
 
 use alloy_primitives::Address;
+use custody_db::{connect_pool, decode_address, encode_address, now_millis};
 use k256::ecdsa::VerifyingKey;
-use sqlx::{
-    AnyPool, Executor, Row,
-    any::{AnyPoolOptions, AnyRow},
-    migrate::Migrator,
-};
+use sqlx::{AnyPool, Row, any::AnyRow};
 
 use crate::{BackendKind, Error, address_of};
 
@@ -121,7 +119,7 @@ impl KeyRecord {
         let address: Option<String> = row.try_get("address")?;
         match (&public_key, address) {
             (Some(key), Some(address)) => {
-                let stored: Address = address.parse().map_err(|_| corrupt("address"))?;
+                let stored = decode_address(&address).map_err(|_| corrupt("address"))?;
                 if stored != address_of(key) {
                     return Err(corrupt("address (does not match the public key)"));
                 }
@@ -187,19 +185,9 @@ impl KeyStore {
 
     /// Applies the key store's migrations (other components keep their own).
     pub async fn migrate(&self) -> Result<(), Error> {
-        let mut migrator: Migrator = if self.is_postgres().await? {
-            sqlx::migrate!("./migrations/postgres")
-        } else {
-            sqlx::migrate!("./migrations/sqlite")
-        };
-        migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
+        custody_db::migrate(&self.pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
+            .await?;
         Ok(())
-    }
-
-    async fn is_postgres(&self) -> Result<bool, Error> {
-        let conn = self.pool.acquire().await?;
-        Ok(conn.backend_name() == "PostgreSQL")
     }
 
     /// Stores a new key version. A duplicate (class, name, version) is [`Error::KeyExists`].
@@ -214,7 +202,7 @@ impl KeyStore {
             .bind(key.backend.as_str())
             .bind(key.backend_ref.clone())
             .bind(key.public_key.map(|k| k.to_encoded_point(false).as_bytes().to_vec()))
-            .bind(key.address().map(|a| a.to_checksum(None)))
+            .bind(key.address().map(encode_address))
             .bind(key.wrapped.clone())
             .bind(key.kek_version)
             .bind(key.state.as_str())
@@ -324,87 +312,4 @@ fn redact(key: &KeyRecord) -> &str {
         KeyClass::User => "(user)",
         _ => &key.name,
     }
-}
-
-/// How long a pooled connection may sit idle before it is pinged on acquire.
-const PING_IF_IDLE: Duration = Duration::from_secs(5);
-
-/// A pool on `sqlite://…` (created if missing; WAL, busy timeout) or `postgres://…`.
-pub async fn connect_pool(url: &str) -> Result<AnyPool, Error> {
-    sqlx::any::install_default_drivers();
-    let sqlite = url.starts_with("sqlite:");
-    let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
-        format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
-    } else {
-        url.to_owned()
-    };
-    let options = AnyPoolOptions::new()
-        .max_connections(if sqlite { 8 } else { 16 })
-        .acquire_timeout(Duration::from_secs(10))
-        // sqlx pings a connection as it returns to the pool, and by default again on every acquire: a
-        // round trip per transaction. Now only a connection idle for longer than PING_IF_IDLE is pinged
-        // (one that broke since its release fails its next statement once, and is then closed).
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > PING_IF_IDLE {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if sqlite {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-        });
-    Ok(options.connect(&url).await?)
-}
-
-/// The write gate of a SQLite database: this process's write transactions on it take turns here, in
-/// order, rather than in SQLite's busy handler, whose growing sleeps (up to 100 ms each) made the
-/// latency tails of intake and of the bundler's admission. One gate per database, shared by every
-/// component writing to it; open (no turns) on PostgreSQL, whose writers do not exclude each other.
-#[derive(Clone, Debug, Default)]
-pub struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
-
-impl WriteGate {
-    /// The gate of `pool`'s database.
-    pub fn of(pool: &AnyPool) -> Self {
-        use std::collections::HashMap;
-        use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-        static GATES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
-        let url = pool.connect_options().database_url.clone();
-        if url.scheme() != "sqlite" {
-            return Self(None);
-        }
-        let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
-        Self(Some(gates.entry(url.as_str().to_owned()).or_default().clone()))
-    }
-
-    /// Whether writers take turns (SQLite).
-    pub fn takes_turns(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// This writer's turn (on PostgreSQL at once); hold it until the write commits.
-    pub async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.0 {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        }
-    }
-}
-
-/// Now, in Unix milliseconds (the timestamps every table of the service stores).
-pub fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

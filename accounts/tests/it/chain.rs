@@ -6,7 +6,7 @@ use custody_contracts::{
     DeployConfig, EntryPointVersion, bindings::peruri_account_factory_v07::PeruriAccountFactoryV07,
     test_utils::LocalChain,
 };
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 
 use crate::setup::env_on;
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use custody_accounts::{Custody, Did};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use crate::setup::{account_of, env};

@@ -1,7 +1,7 @@
 //! Bad input: a clear typed error, nothing changed.
 
 use custody_accounts::{Did, Error, MAX_USER_ID_CHARS};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 
 use crate::setup::env;
 

@@ -2,7 +2,7 @@
 
 use alloy::primitives::Address;
 use custody_accounts::{ChainContext, Did, DidResolution, Wallets};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use crate::setup::{CHAIN, env};

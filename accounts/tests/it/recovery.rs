@@ -1,6 +1,7 @@
 //! A creation that crashed half-way is finished by the next call, adopting the key it made.
 
-use custody_signer::{KeyClass, test_utils::Engine};
+use custody_db::test_utils::Engine;
+use custody_signer::KeyClass;
 
 use crate::setup::{account_of, env};
 

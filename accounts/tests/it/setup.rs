@@ -3,10 +3,8 @@
 use alloy::primitives::{Address, address};
 use custody_accounts::{ChainContext, Wallets};
 use custody_contracts::EntryPointVersion;
-use custody_signer::{
-    KeyClass, KeyRecord,
-    test_utils::{Engine, TestKeyring},
-};
+use custody_db::test_utils::Engine;
+use custody_signer::{KeyClass, KeyRecord, test_utils::TestKeyring};
 use sqlx::{AnyPool, Row};
 
 /// A chain context for tests that do not touch a chain.

@@ -7,8 +7,9 @@ use alloy::providers::Provider;
 use custody_contracts::bindings::peruri_account_v08::PeruriAccountV08;
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{EntryPointVersion, IEntryPoint, account};
+use custody_db::test_utils::Engine;
 use custody_signer::KeyClass;
-use custody_signer::test_utils::{Engine, TestKeyring};
+use custody_signer::test_utils::TestKeyring;
 
 use crate::setup::{env, random_address, user_op_event};
 

@@ -1,7 +1,7 @@
 //! Intake: one transaction per activity, idempotency, policy items, validation.
 
+use custody_db::test_utils::Engine;
 use custody_issuance::{Error, NewActivity};
-use custody_signer::test_utils::Engine;
 use serde_json::json;
 
 use crate::setup::{JAN_2026, activity, intake};

@@ -7,3 +7,4 @@ mod intake;
 mod mirror;
 mod rabbitmq;
 mod setup;
+mod storage;

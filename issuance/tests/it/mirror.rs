@@ -8,8 +8,8 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_log::PeruriLog, peruri_token::PeruriToken};
+use custody_db::test_utils::Engine;
 use custody_issuance::{ActivityView, Indexer, NewActivity, WorkerConfig, activity_leaf, verify};
-use custody_signer::test_utils::Engine;
 use serde_json::json;
 use sqlx::Row;
 
@@ -96,7 +96,7 @@ async fn end_to_end(engine: Engine) {
     let again = env.worker().tick().await.unwrap();
     assert!(!again.any(), "{again:?}");
     let calldata: String = sqlx::query("SELECT calldata FROM issuance_txs WHERE target = $1 ORDER BY id LIMIT 1")
-        .bind(env.deployment.contracts.peruri_token.to_string())
+        .bind(custody_db::encode_address(env.deployment.contracts.peruri_token))
         .fetch_one(&env.keys.db.pool().await)
         .await
         .unwrap()

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use custody_db::test_utils::{Engine, TestDb};
 use custody_issuance::{ActivityConsumer, Issuance, REASON_HEADER, RabbitMqConfig};
-use custody_signer::test_utils::{Engine, TestDb};
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties,
     options::{

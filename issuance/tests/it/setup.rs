@@ -7,10 +7,11 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use custody_accounts::{ChainContext, Wallets};
 use custody_contracts::test_utils::LocalChain;
 use custody_contracts::{DeployConfig, Deployment};
+use custody_db::test_utils::{Engine, TestDb};
 use custody_issuance::{
     AttendanceRule, Issuance, IssuanceContracts, NewActivity, PolicyConfig, TrainingRule, Worker, WorkerConfig,
 };
-use custody_signer::test_utils::{Engine, TestDb, TestKeyring};
+use custody_signer::test_utils::TestKeyring;
 use custody_signer::{EthSigner, KeyClass};
 use serde_json::json;
 

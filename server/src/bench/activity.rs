@@ -116,7 +116,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
         let (http, url, app) = (http.clone(), url.clone(), app.clone());
         let user = format!("bench-user-{}", i % args.users);
         sends.spawn(async move {
-            let sent_at = custody_signer::now_millis();
+            let sent_at = custody_db::now_millis();
             let t = Instant::now();
             let body = json!({"user_id": user, "type": "attendance", "occurred_at": "2026-01-05T08:00:00Z"});
             let resp = http
@@ -146,7 +146,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
     let mut intake = Sample { latencies: intake, wall: started.elapsed() };
 
     // 3. Follow every activity until confirmed (or the window closes).
-    let pool = custody_signer::connect_pool(&db_url).await?;
+    let pool = custody_db::connect_pool(&db_url).await?;
     let deadline = Instant::now() + Duration::from_secs(args.follow);
     let (confirmed, failed) = loop {
         let rows = sqlx::query("SELECT id, status, updated_at FROM issuance_activities").fetch_all(&pool).await?;

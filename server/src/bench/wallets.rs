@@ -128,7 +128,7 @@ pub(super) async fn run(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<(
 
     // 4. Bulk enrolment through the CLI's code path, on the same service database.
     if args.enroll > 0 {
-        let pool = custody_signer::connect_pool(&db_url).await?;
+        let pool = custody_db::connect_pool(&db_url).await?;
         let keyring = Keyring::open(Backend::Pkcs11(hsm.clone()), KeyStore::from_pool(pool.clone())).await?;
         let wallets = crate::serve::wallets(&Config::default(), &deployment_file, &keyring, &pool).await?;
         let audit = crate::audit::Audit::new(pool);

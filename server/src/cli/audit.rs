@@ -12,7 +12,7 @@ pub(crate) enum AuditCommand {
 
 #[expect(clippy::print_stdout, reason = "a command-line tool prints its answer")]
 pub(crate) async fn run(cmd: AuditCommand, config: &Config) -> anyhow::Result<()> {
-    let pool = custody_signer::connect_pool(&config.database.url).await?;
+    let pool = custody_db::connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
     match cmd {
         AuditCommand::Verify => {

@@ -47,7 +47,7 @@ pub(crate) async fn run(args: EnrollArgs, config: &Config) -> anyhow::Result<()>
         bail!("--concurrency must be at least 1");
     }
     let users = read_user_ids(&args.csv)?;
-    let pool = custody_signer::connect_pool(&config.database.url).await?;
+    let pool = custody_db::connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
     let keyring = crate::cli::keyring_on(config, custody_signer::KeyStore::from_pool(pool.clone())).await?;
     let deployment =

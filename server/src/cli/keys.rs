@@ -56,7 +56,7 @@ pub(crate) async fn run(cmd: KeysCommand, config: &Config) -> anyhow::Result<()>
         // Refuse bad input before touching the HSM.
         parse_digest(digest)?;
     }
-    let pool = custody_signer::connect_pool(&config.database.url).await?;
+    let pool = custody_db::connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
     let keyring = super::keyring_on(config, custody_signer::KeyStore::from_pool(pool.clone())).await?;
     let trail = crate::audit::Audit::new(pool);

@@ -1,6 +1,6 @@
 //! Activities over HTTP: intake, idempotency, reads, bad input, audit.
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use crate::service::{Service, token};

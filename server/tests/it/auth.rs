@@ -1,7 +1,7 @@
 //! Authentication and authorisation: JWT negatives and the role matrix.
 
 use base64::Engine as _;
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use crate::service::{Service, claims, token, token_with};

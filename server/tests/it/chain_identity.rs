@@ -7,7 +7,7 @@ use custody_contracts::{
     DeployConfig,
     test_utils::{LocalChain, LocalChainConfig},
 };
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 
 use crate::service::Service;
 

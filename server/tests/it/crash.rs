@@ -11,8 +11,8 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::{peruri_log::PeruriLog, peruri_token::PeruriToken};
 use custody_contracts::{DeployConfig, test_utils::LocalChain};
+use custody_db::test_utils::Engine;
 use custody_issuance::{activity_leaf, verify};
-use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 use sqlx::Row;
 

@@ -1,6 +1,6 @@
 //! `custody enroll --csv`: bulk enrolment, idempotent per user id and resumable.
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use crate::service::{Service, token};

@@ -1,7 +1,7 @@
 //! What the app's three tabs read: a user's activities (newest first, a page at a time, by type and
 //! status), tokens and badges, for the app about any user and for a user about themselves.
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::{Value, json};
 
 use crate::service::{Service, token};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::Value;
 
 use crate::service::Service;

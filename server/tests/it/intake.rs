@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use custody_contracts::{DeployConfig, test_utils::LocalChain};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use lapin::{BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions};
 use serde_json::json;
 use sqlx::Row;

@@ -6,7 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use custody_signer::test_utils::{Engine, SoftHsm, TestDb};
+use custody_db::test_utils::{Engine, TestDb};
+use custody_signer::test_utils::SoftHsm;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};

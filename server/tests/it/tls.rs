@@ -3,7 +3,7 @@
 
 use std::{path::Path, sync::Arc};
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::{
     ClientConfig, RootCertStore,

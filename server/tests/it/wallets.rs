@@ -1,6 +1,6 @@
 //! Wallets over HTTP: creation, idempotency, lookups, DID resolution, audit.
 
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::{Value, json};
 
 use crate::service::{Service, token};

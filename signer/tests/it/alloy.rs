@@ -5,10 +5,8 @@ use alloy_network::TxSigner;
 use alloy_primitives::{Address, TxKind, U256, address, bytes, eip191_hash_message};
 use alloy_signer::Signer;
 use alloy_sol_types::{Eip712Domain, SolStruct, eip712_domain, sol};
-use custody_signer::{
-    KeyClass,
-    test_utils::{Engine, TestKeyring},
-};
+use custody_db::test_utils::Engine;
+use custody_signer::{KeyClass, test_utils::TestKeyring};
 
 use crate::assert_signed_by;
 

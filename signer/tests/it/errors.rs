@@ -1,8 +1,9 @@
 //! Bad input gives a typed, clear error, never a panic, and changes nothing.
 
+use custody_db::test_utils::Engine;
 use custody_signer::{
     Error, Hsm, KeyClass, Pkcs11Config,
-    test_utils::{Engine, TestHsm, TestKeyring},
+    test_utils::{TestHsm, TestKeyring},
 };
 use secrecy::{ExposeSecret, SecretString};
 

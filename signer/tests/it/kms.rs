@@ -1,15 +1,14 @@
 //! The AWS KMS backend against the moto server.
 
-use custody_signer::{
-    Backend, Error, KeyBackend, KeyClass, Keyring,
-    test_utils::{Engine, MotoKms, TestDb},
-};
+use custody_db::test_utils::{Engine, TestDb};
+use custody_signer::{Backend, Error, KeyBackend, KeyClass, KeyStore, Keyring, test_utils::MotoKms};
 
 use crate::{assert_signed_by, digest};
 
 async fn keyring(moto: &MotoKms) -> (Keyring, TestDb) {
     let db = TestDb::new(Engine::Sqlite).await;
-    let ring = Keyring::open(Backend::Kms(moto.client().await), db.key_store().await).await.unwrap();
+    let ring =
+        Keyring::open(Backend::Kms(moto.client().await), KeyStore::connect(&db.url).await.unwrap()).await.unwrap();
     (ring, db)
 }
 

@@ -2,10 +2,8 @@ use std::sync::Arc;
 
 use alloy_primitives::B256;
 use cryptoki::object::ObjectClass;
-use custody_signer::{
-    Backend, Error, KeyClass, KeyState, Keyring,
-    test_utils::{Engine, TestKeyring},
-};
+use custody_db::test_utils::Engine;
+use custody_signer::{Backend, Error, KeyClass, KeyState, KeyStore, Keyring, test_utils::TestKeyring};
 
 use crate::{assert_signed_by, digest};
 
@@ -48,7 +46,8 @@ async fn user_key_is_wrapped_and_signs_after_cold_unwrap() {
 
     // Cold: with the cache emptied (as after a restart) the key is unwrapped from its blob.
     assert_eq!(t.hsm.hsm.evict_unwrapped().await.unwrap(), 1);
-    let cold = Keyring::open(Backend::Pkcs11(t.hsm.hsm.clone()), t.db.key_store().await).await.unwrap();
+    let cold =
+        Keyring::open(Backend::Pkcs11(t.hsm.hsm.clone()), KeyStore::connect(&t.db.url).await.unwrap()).await.unwrap();
     let other = cold.create_user("user-43").await.unwrap();
     assert_ne!(other.address(), record.address());
     for i in 0..20 {

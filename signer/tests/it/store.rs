@@ -1,9 +1,7 @@
 //! The key store on SQLite and PostgreSQL.
 
-use custody_signer::{
-    KeyClass, KeyState,
-    test_utils::{Engine, TestKeyring},
-};
+use custody_db::test_utils::Engine;
+use custody_signer::{KeyClass, KeyState, test_utils::TestKeyring};
 
 async fn round_trip(engine: Engine) {
     let t = TestKeyring::new(engine).await;

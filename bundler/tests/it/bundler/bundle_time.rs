@@ -4,7 +4,7 @@
 use alloy::primitives::{Bytes, U256};
 use custody_bundler::{BundlingMode, OpStatus, THROTTLED_ENTITY_LIVE_BLOCKS};
 use custody_contracts::{EntryPointVersion, UserOperation, account};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use super::setup::{Env, env, ok, send};

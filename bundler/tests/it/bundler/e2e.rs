@@ -8,7 +8,7 @@ use alloy::sol_types::SolCall;
 use custody_bundler::BundlingMode;
 use custody_contracts::bindings::{simple_account_factory_v07, simple_account_factory_v08};
 use custody_contracts::{EntryPointVersion, UserOperation, account};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use super::setup::{Builder, Env, env, ok, send, wait_receipt};

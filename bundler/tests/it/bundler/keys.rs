@@ -8,8 +8,8 @@ use alloy::signers::local::PrivateKeySigner;
 use custody_bundler::{Bundler, BundlingMode};
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{EntryPointVersion, account};
+use custody_db::test_utils::Engine;
 use custody_signer::KeyClass;
-use custody_signer::test_utils::Engine;
 use serde_json::json;
 
 use super::setup::{Builder, env, send, wait_receipt};

@@ -7,8 +7,8 @@ use alloy::rpc::types::TransactionRequest;
 use custody_bundler::BundlingMode;
 use custody_bundler::validation::RpcErrorCode;
 use custody_contracts::{EntryPointVersion, IEntryPoint, UserOperation, account};
+use custody_db::test_utils::Engine;
 use custody_signer::KeyClass;
-use custody_signer::test_utils::Engine;
 use serde_json::{Value, json};
 
 use super::setup::{env, err, ok, paid_env, send, wait_receipt};

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use custody_bundler::validation::RpcErrorCode;
 use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
 use custody_contracts::{EntryPointVersion, account};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

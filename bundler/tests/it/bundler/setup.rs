@@ -13,7 +13,8 @@ use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
 use custody_contracts::test_utils::{self, LocalChain, LocalChainConfig};
 use custody_contracts::userop::signing_digest;
 use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, IEntryPoint, UserOperation};
-use custody_signer::test_utils::{Engine, TestDb, TestKeyring};
+use custody_db::test_utils::{Engine, TestDb};
+use custody_signer::test_utils::TestKeyring;
 use custody_signer::{EthSigner, KeyClass};
 use serde_json::{Value, json};
 

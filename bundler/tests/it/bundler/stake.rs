@@ -6,7 +6,7 @@ use alloy::primitives::{Address, U256};
 use custody_bundler::validation::RpcErrorCode;
 use custody_bundler::{Bundler, BundlingMode, SAME_SENDER_MEMPOOL_COUNT, SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT};
 use custody_contracts::{EntryPointVersion, UserOperation};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::json;
 
 use super::setup::{Env, env, err, ok, send};

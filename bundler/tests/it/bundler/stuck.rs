@@ -10,7 +10,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::Transaction;
 use custody_bundler::{Bundler, BundlerConfig, BundlingMode, OpStatus};
 use custody_contracts::{EntryPointVersion, UserOperation, account};
-use custody_signer::test_utils::Engine;
+use custody_db::test_utils::Engine;
 use serde_json::{Value, json};
 
 use super::setup::{Builder, Env, env, ok, paid_env, send, wait_receipt};
