@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test Peruri Custody:
-# SoftHSM2 (Debian), the moto KMS server and schemathesis (PyPI), the contracts' npm packages, and
+# SoftHSM2 and promtool (Debian), the moto KMS server and schemathesis (PyPI), the contracts' npm packages, and
 # cargo-nextest. Idempotent: each step runs only when its part is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,11 @@ apt_install() {
 if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -f /usr/lib/softhsm/libsofthsm2.so ]; then
   say "installing SoftHSM2 (Debian package softhsm2)"
   apt_install softhsm2
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  say "installing promtool (Debian package prometheus), which checks the alert rules in ops/"
+  apt_install prometheus
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

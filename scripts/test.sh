@@ -27,6 +27,10 @@ if [ -n "$dev_parts" ]; then
 fi
 cargo clippy --locked -p custody-server --bin custody -- -D warnings
 
+step "alert rules and the Prometheus configuration (promtool)"
+promtool check config ops/prometheus/prometheus.yml
+promtool check rules ops/prometheus/alerts.yml
+
 step "contract artifacts rebuilt and compared"
 node contracts/build.mjs --check
 node bundler/test-contracts/build.mjs --check

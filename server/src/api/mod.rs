@@ -12,6 +12,7 @@ pub(crate) mod auth;
 mod doc;
 pub(crate) mod error;
 mod health;
+mod http_metrics;
 mod idempotency;
 pub(crate) mod rate_limit;
 mod wallets;
@@ -146,6 +147,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .with_state(state)
         .merge(rpc)
+        .route_layer(axum::middleware::from_fn(http_metrics::record))
         .layer(tower::util::option_layer(
             limits.rate.map(|limiter| axum::middleware::from_fn_with_state(limiter, rate_limit::limit)),
         ))

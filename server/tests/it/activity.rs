@@ -225,6 +225,8 @@ async fn devnet_tracks_confirms_mints_and_caches() {
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
+    // Every metric the alert rules and dashboards (ops/) name is exported.
+    crate::ops::check_exported(&metrics);
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {

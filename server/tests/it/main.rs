@@ -12,6 +12,7 @@ mod history;
 mod http;
 mod intake;
 mod keys_cli;
+mod ops;
 mod replay;
 mod service;
 mod tasks;
