@@ -61,6 +61,19 @@ pub fn replay_safe_hash(account: Address, chain_id: u64, hash: B256) -> B256 {
     crate::userop::eip712_digest(&domain, struct_hash)
 }
 
+/// The ERC-6492 magic suffix of a signature by a not-yet-deployed contract.
+pub const ERC6492_MAGIC: B256 =
+    alloy::primitives::b256!("0x6492649264926492649264926492649264926492649264926492649264926492");
+
+/// An ERC-6492 signature of a counterfactual account: `abi.encode(factory, factoryCalldata, signature)`
+/// followed by [`ERC6492_MAGIC`]. A verifier calls `factory` with `factoryCalldata` (deploying the account),
+/// then the account's ERC-1271 `isValidSignature` with `signature`.
+pub fn erc6492_wrap(factory: Address, factory_calldata: Bytes, signature: Bytes) -> Bytes {
+    let mut out = (factory, factory_calldata, signature).abi_encode_params();
+    out.extend_from_slice(ERC6492_MAGIC.as_slice());
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use alloy::primitives::address;

@@ -6,19 +6,18 @@ import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 /// @title PeruriAccountFactoryCore
 /// @notice Deploys Peruri accounts as ERC-1167 clones whose immutable argument is the initial owner.
 ///
-/// `createAccount(owner, salt)` and `getAddress(owner, salt)` have SimpleAccountFactory's ABI. Only the
-/// EntryPoint's SenderCreator may call `createAccount`, i.e. accounts are deployed from a UserOperation's
-/// initCode. The owner is part of the CREATE2 address, so nobody can deploy a user's address with any
-/// other owner.
+/// `createAccount(owner, salt)` and `getAddress(owner, salt)` have SimpleAccountFactory's ABI. Anyone may
+/// call `createAccount` (a UserOperation's initCode through the SenderCreator, or an ERC-6492 verifier
+/// deploying a counterfactual account to check its signature): the owner is part of the CREATE2 address, so
+/// nobody can deploy a user's address with any other owner.
 abstract contract PeruriAccountFactoryCore {
     /// The account implementation every clone delegates to.
     address public immutable accountImplementation;
-    /// The EntryPoint's SenderCreator, the only allowed caller of `createAccount`.
+    /// The EntryPoint's SenderCreator (kept for callers that read it).
     address public immutable senderCreator;
 
     event AccountCreated(address indexed account, address indexed owner, uint256 salt);
 
-    error NotSenderCreator();
     error InvalidOwner();
 
     constructor(address implementation, address creator) {
@@ -28,7 +27,6 @@ abstract contract PeruriAccountFactoryCore {
 
     /// Deploy the account of `owner` and `salt` (once), returning its address either way.
     function createAccount(address owner, uint256 salt) external returns (address account) {
-        if (msg.sender != senderCreator) revert NotSenderCreator();
         if (owner == address(0)) revert InvalidOwner();
         account = getAddress(owner, salt);
         if (account.code.length == 0) {

@@ -131,13 +131,17 @@ async fn erc1271_accepts_the_owner_only() {
 }
 
 #[tokio::test]
-async fn factory_and_account_refuse_direct_calls() {
+async fn anyone_deploys_an_account_for_its_owner_and_the_account_refuses_direct_calls() {
     let env = env().await;
     for version in EntryPointVersion::ALL {
         let factory =
             PeruriAccountFactoryV07::new(env.deployment.contracts.account_factory(version), env.provider.clone());
-        let err = factory.createAccount(env.operator().address(), U256::ZERO).send().await.err().expect("fails");
-        assert!(err.as_decoded_error::<PeruriAccountFactoryV07::NotSenderCreator>().is_some(), "{version}: {err}");
+        // Anyone may deploy an account (an ERC-6492 verifier does): it is always the owner's.
+        let owner = crate::setup::random_address();
+        factory.createAccount(owner, U256::ZERO).send().await.unwrap().get_receipt().await.unwrap();
+        let deployed = env.account_address(version, owner).await;
+        let acct = PeruriAccountV08::new(deployed, env.provider.clone());
+        assert_eq!(acct.owner().call().await.unwrap(), owner, "{version}: deployed for its owner");
 
         let (_, sender) = deploy_account(&env, version).await;
         let acct = PeruriAccountV08::new(sender, env.provider.clone());

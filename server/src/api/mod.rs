@@ -15,6 +15,7 @@ mod health;
 mod http_metrics;
 mod idempotency;
 pub(crate) mod rate_limit;
+mod signatures;
 mod wallets;
 
 use std::{sync::Arc, time::Duration};
@@ -141,6 +142,8 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(activity::own_tokens))
         .routes(routes!(activity::own_badges))
         .routes(routes!(activity::own_activities))
+        .routes(routes!(signatures::sign))
+        .routes(routes!(signatures::sign_own))
         .split_for_parts();
     let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
     api.route("/openapi.json", get(move || openapi(document.clone())))

@@ -15,6 +15,7 @@ mod keys_cli;
 mod ops;
 mod replay;
 mod service;
+mod signatures;
 mod tasks;
 mod tls;
 mod wallets;

@@ -1,0 +1,182 @@
+//! Signatures of a custodial wallet: `POST /v1/wallets/{user_id}/signatures` (app) and
+//! `POST /wallet/signatures` (user, about `sub`).
+//!
+//! ```text
+//! {"message"} ─► EIP-191 hash ┐
+//! {"hash"}    ───────────────►├─► replaySafeHash(account, chain, hash) ─► owner key in the HSM ─► 65 bytes
+//!                                  deployed account: the signature (ERC-1271 isValidSignature accepts it)
+//!                                  counterfactual:   ERC-6492 (factory, createAccount(owner, 0), signature)
+//! ```
+
+use std::sync::Arc;
+
+use alloy::primitives::{B256, Bytes, eip191_hash_message};
+use axum::{
+    Json,
+    extract::{Path, State, rejection::JsonRejection},
+    http::HeaderMap,
+};
+use custody_accounts::{AddressText, Custody, UserId};
+use custody_contracts::account;
+use custody_signer::KeyClass;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{
+    AppState, audit_with,
+    auth::{Caller, Role},
+    doc::Writes,
+    error::ApiError,
+    wallets::accounts_error,
+};
+
+/// What to sign: a message (EIP-191, as `personal_sign`) or a 32-byte hash.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum SignRequest {
+    Message(MessageToSign),
+    Hash(HashToSign),
+}
+
+/// A UTF-8 message, signed as `"\x19Ethereum Signed Message:\n" ‖ len ‖ message` (viem `signMessage`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MessageToSign {
+    #[schema(max_length = 4096)]
+    message: String,
+}
+
+/// A 32-byte hash the app computed (e.g. an EIP-712 digest).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HashToSign {
+    #[schema(pattern = "^0x[0-9a-fA-F]{64}$")]
+    hash: String,
+}
+
+/// A signature of the user's smart account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SignatureAnswer {
+    /// What the account's `isValidSignature(hash, signature)` is asked about.
+    hash: String,
+    /// `0x`-hex: 65 bytes for a deployed account, ERC-6492-wrapped while it is counterfactual.
+    signature: String,
+    /// The smart account that signs.
+    #[schema(value_type = AddressText)]
+    address: String,
+    /// Whether the signature is ERC-6492-wrapped (the account is not deployed yet).
+    erc6492: bool,
+}
+
+/// `POST /v1/wallets/{user_id}/signatures` (app, on behalf of the user).
+#[utoipa::path(
+    post, path = "/v1/wallets/{user_id}/signatures", tag = "wallets", security(("bearer" = [])),
+    description = "Role app. A signature of the user's smart account over a message (EIP-191) or a hash, which \
+        the account accepts through ERC-1271 once deployed and through ERC-6492 while counterfactual. 409 for a \
+        wallet not in custody.",
+    params(("user_id" = UserId, Path)), request_body = SignRequest,
+    responses((status = 200, description = "Signed.", body = SignatureAnswer), Writes),
+)]
+pub(super) async fn sign(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    body: Result<Json<SignRequest>, JsonRejection>,
+) -> Result<Json<SignatureAnswer>, ApiError> {
+    caller.require(Role::App)?;
+    sign_for(&state, &caller, &headers, &user_id, body).await
+}
+
+/// `POST /wallet/signatures` (user): the caller's own wallet signs.
+#[utoipa::path(
+    post, path = "/wallet/signatures", tag = "user", security(("bearer" = [])),
+    description = "Role user: a signature of the calling user's own smart account (see the app route).",
+    request_body = SignRequest,
+    responses((status = 200, description = "Signed.", body = SignatureAnswer), Writes),
+)]
+pub(super) async fn sign_own(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<SignRequest>, JsonRejection>,
+) -> Result<Json<SignatureAnswer>, ApiError> {
+    caller.require(Role::User)?;
+    let user_id = caller.sub.clone();
+    sign_for(&state, &caller, &headers, &user_id, body).await
+}
+
+async fn sign_for(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    user_id: &str,
+    body: Result<Json<SignRequest>, JsonRejection>,
+) -> Result<Json<SignatureAnswer>, ApiError> {
+    let Json(req) = match body {
+        Ok(json) => json,
+        Err(JsonRejection::JsonDataError(_)) => {
+            let why = "give exactly one of {\"message\": \"…\"} and {\"hash\": \"0x…\"}";
+            return Err(ApiError::bad_request("invalid_body", why));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let (kind, hash) = match &req {
+        SignRequest::Message(m) if m.message.chars().count() <= 4096 => {
+            ("message", eip191_hash_message(m.message.as_bytes()))
+        }
+        SignRequest::Message(_) => {
+            return Err(ApiError::bad_request("invalid_body", "message is at most 4096 characters"));
+        }
+        SignRequest::Hash(h) => ("hash", parse_hash(&h.hash)?),
+    };
+    let wallets = state.wallets()?;
+    let wallet = wallets.get(user_id).await.map_err(accounts_error)?;
+    let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
+    if wallet.custody != Custody::Custodial {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "not_custodial",
+            "this wallet's key is not held by the service",
+        ));
+    }
+    let chain = wallets.chain();
+    let target = wallet.did.to_string();
+    let details = json!({"kind": kind, "hash": hash});
+    audit_with(state, caller, ("wallet.sign", &target, "requested"), headers, Some(&details)).await?;
+    let digest = account::replay_safe_hash(wallet.address, chain.chain_id, hash);
+    let signer = state.keyring.signer(KeyClass::User, user_id).await.map_err(|e| ApiError::unavailable(&e))?;
+    let signature = signer.sign_digest(&digest).await.map_err(|e| ApiError::unavailable(&e))?;
+    let raw = Bytes::from(signature.as_bytes().to_vec());
+    let deployed = deployed(state, wallet.address).await.unwrap_or(wallet.deployed);
+    let signature = if deployed {
+        raw
+    } else {
+        account::erc6492_wrap(chain.factory, account::factory_data(wallet.owner, alloy::primitives::U256::ZERO), raw)
+    };
+    let outcome = json!({"kind": kind, "hash": hash, "erc6492": !deployed});
+    audit_with(state, caller, ("wallet.sign", &target, "signed"), headers, Some(&outcome)).await?;
+    Ok(Json(SignatureAnswer {
+        hash: hash.to_string(),
+        signature: signature.to_string(),
+        address: wallet.address.to_checksum(None),
+        erc6492: !deployed,
+    }))
+}
+
+fn parse_hash(text: &str) -> Result<B256, ApiError> {
+    let ok = text.len() == 66 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| text.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request("invalid_hash", "hash must be 0x and 64 hex digits"))
+}
+
+/// Whether `address` has code on the configured chain (`None` without a chain or when it does not answer).
+async fn deployed(state: &AppState, address: alloy::primitives::Address) -> Option<bool> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let url = state.rpc_url.as_deref()?.parse().ok()?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    let code = tokio::time::timeout(std::time::Duration::from_secs(2), provider.get_code_at(address)).await;
+    code.ok()?.ok().map(|code| !code.is_empty())
+}
