@@ -13,6 +13,16 @@ use crate::service::{Service, token};
 
 const MAGIC_1271: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
+/// What viem's public client (`verifyMessage` / `verifyHash`: ERC-6492, then ERC-1271) says of a signature.
+fn viem_verifies(rpc_url: &str, address: &str, kind: &str, value: &str, signature: &str) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../contracts/test-tools/verify-signature.mjs");
+    let out = std::process::Command::new("node").args([script, rpc_url, address, kind, value, signature]).output();
+    let out = out.expect("node runs (scripts/bootstrap.sh installs it and viem)");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(out.status.success(), "viem failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout == "true"
+}
+
 #[tokio::test]
 async fn a_wallet_signs_and_the_account_accepts_it_before_and_after_deployment() {
     let chain = LocalChain::start().await.expect("local chain starts");
@@ -33,7 +43,11 @@ async fn a_wallet_signs_and_the_account_accepts_it_before_and_after_deployment()
     assert_eq!(signed["erc6492"], true);
     let hash: B256 = signed["hash"].as_str().unwrap().parse().unwrap();
     assert_eq!(hash, eip191_hash_message("hello"), "EIP-191 of the message");
-    let wrapped: Bytes = signed["signature"].as_str().unwrap().parse().unwrap();
+    let sig_text = signed["signature"].as_str().unwrap();
+    let address_text = wallet["address"].as_str().unwrap();
+    assert!(viem_verifies(chain.rpc_url(), address_text, "message", "hello", sig_text), "viem, counterfactual");
+    assert!(!viem_verifies(chain.rpc_url(), address_text, "message", "other", sig_text), "viem, another message");
+    let wrapped: Bytes = sig_text.parse().unwrap();
     assert!(wrapped.ends_with(ERC6492_MAGIC.as_slice()), "the ERC-6492 suffix");
     let body = &wrapped[..wrapped.len() - 32];
     let (factory, calldata, inner) =
@@ -52,6 +66,7 @@ async fn a_wallet_signs_and_the_account_accepts_it_before_and_after_deployment()
     let user = token("signer", &["user"]);
     let (status, own) = s.post("/wallet/signatures", &user, None, &json!({"hash": digest})).await;
     assert_eq!((status, &own["erc6492"]), (200, &json!(false)), "{own}");
+    assert!(viem_verifies(chain.rpc_url(), address_text, "hash", &digest, own["signature"].as_str().unwrap()), "viem");
     let sig: Bytes = own["signature"].as_str().unwrap().parse().unwrap();
     assert_eq!(sig.len(), 65);
     let digest: B256 = digest.parse().unwrap();
