@@ -2,8 +2,9 @@
 //! `POST /wallet/signatures` (user, about `sub`).
 //!
 //! ```text
-//! {"message"} ─► EIP-191 hash ┐
-//! {"hash"}    ───────────────►├─► replaySafeHash(account, chain, hash) ─► owner key in the HSM ─► 65 bytes
+//! {"message"}   ─► EIP-191 hash ┐
+//! {"typedData"} ─► EIP-712 hash ┤
+//! {"hash"}      ───────────────►├─► replaySafeHash(account, chain, hash) ─► owner key in the HSM ─► 65 bytes
 //!                                  deployed account: the signature (ERC-1271 isValidSignature accepts it)
 //!                                  counterfactual:   ERC-6492 (factory, createAccount(owner, 0), signature)
 //! ```
@@ -35,7 +36,41 @@ use super::{
 #[serde(untagged)]
 pub(super) enum SignRequest {
     Message(MessageToSign),
+    TypedData(TypedDataToSign),
     Hash(HashToSign),
+}
+
+/// EIP-712 typed data (`domain`, `types`, `primaryType`, `message`), as viem `signTypedData` and
+/// `eth_signTypedData_v4` take it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct TypedDataToSign {
+    #[schema(value_type = TypedDataShape)]
+    typed_data: serde_json::Value,
+}
+
+/// The shape of EIP-712 typed data (for the document; typed data that is well-formed but does not hash,
+/// e.g. a `primaryType` missing from `types`, is a 422).
+#[derive(utoipa::ToSchema)]
+#[schema(as = TypedData)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "the schema of typedData")]
+struct TypedDataShape {
+    #[schema(value_type = Object)]
+    domain: serde_json::Value,
+    types: std::collections::BTreeMap<String, Vec<TypedField>>,
+    primary_type: String,
+    #[schema(value_type = Object)]
+    message: serde_json::Value,
+}
+
+/// One field of an EIP-712 struct type.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the schema of typedData")]
+struct TypedField {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 /// A UTF-8 message, signed as `"\x19Ethereum Signed Message:\n" ‖ len ‖ message` (viem `signMessage`).
@@ -117,7 +152,7 @@ async fn sign_for(
     let Json(req) = match body {
         Ok(json) => json,
         Err(JsonRejection::JsonDataError(_)) => {
-            let why = "give exactly one of {\"message\": \"…\"} and {\"hash\": \"0x…\"}";
+            let why = "give exactly one of {\"message\": \"…\"}, {\"typedData\": {…}} and {\"hash\": \"0x…\"}";
             return Err(ApiError::bad_request("invalid_body", why));
         }
         Err(other) => return Err(other.into()),
@@ -129,6 +164,7 @@ async fn sign_for(
         SignRequest::Message(_) => {
             return Err(ApiError::bad_request("invalid_body", "message is at most 4096 characters"));
         }
+        SignRequest::TypedData(t) => ("typedData", typed_data_hash(&t.typed_data)?),
         SignRequest::Hash(h) => ("hash", parse_hash(&h.hash)?),
     };
     let wallets = state.wallets()?;
@@ -163,6 +199,15 @@ async fn sign_for(
         address: wallet.address.to_checksum(None),
         erc6492: !deployed,
     }))
+}
+
+/// The EIP-712 signing hash of `typed` (422 when it does not hash).
+fn typed_data_hash(typed: &serde_json::Value) -> Result<B256, ApiError> {
+    let invalid = |why: String| {
+        ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_typed_data", format!("typedData: {why}"))
+    };
+    let data: alloy_dyn_abi::TypedData = serde_json::from_value(typed.clone()).map_err(|e| invalid(e.to_string()))?;
+    data.eip712_signing_hash().map_err(|e| invalid(e.to_string()))
 }
 
 fn parse_hash(text: &str) -> Result<B256, ApiError> {

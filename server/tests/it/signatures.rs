@@ -72,6 +72,21 @@ async fn a_wallet_signs_and_the_account_accepts_it_before_and_after_deployment()
     let digest: B256 = digest.parse().unwrap();
     assert_eq!(account.isValidSignature(digest, sig).call().await.unwrap().0, MAGIC_1271);
 
+    // EIP-712 typed data, as a dApp asks (viem's verifyTypedData hashes it independently).
+    let typed = json!({
+        "domain": {"name": "Peruri Demo", "version": "1", "chainId": 1337, "verifyingContract": "0x000000000000000000000000000000000000dEaD"},
+        "types": {"Greeting": [{"name": "text", "type": "string"}, {"name": "count", "type": "uint256"}]},
+        "primaryType": "Greeting",
+        "message": {"text": "hello", "count": 3},
+    });
+    let (status, signed) = s.post("/v1/wallets/signer/signatures", &app, None, &json!({"typedData": typed})).await;
+    assert_eq!(status, 200, "{signed}");
+    let sig = signed["signature"].as_str().unwrap();
+    assert!(viem_verifies(chain.rpc_url(), address_text, "typedData", &typed.to_string(), sig), "viem, typed data");
+    let bad = json!({"typedData": {"types": {}, "primaryType": "Nope", "domain": {}, "message": {}}});
+    let (status, answer) = s.post("/v1/wallets/signer/signatures", &app, None, &bad).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("invalid_typed_data")), "{answer}");
+
     // Refusals: bad input, no wallet, wrong role; every signature is audited.
     for body in [json!({}), json!({"message": "a", "hash": format!("0x{}", "00".repeat(32))}), json!({"hash": "0x12"})]
     {
@@ -84,6 +99,6 @@ async fn a_wallet_signs_and_the_account_accepts_it_before_and_after_deployment()
     assert_eq!(s.post("/v1/wallets/signer/signatures", &user, None, &json!({"message": "x"})).await.0, 403);
     let (_, page) = s.get("/v1/admin/audit?action=wallet.sign", Some(&token("a", &["auditor"]))).await;
     let outcomes: Vec<_> = page["entries"].as_array().unwrap().iter().map(|e| e["outcome"].clone()).collect();
-    assert_eq!(outcomes, [json!("requested"), json!("signed"), json!("requested"), json!("signed")], "{page}");
+    assert_eq!(outcomes, ["requested", "signed"].repeat(3), "{page}");
     s.stop();
 }
