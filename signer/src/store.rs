@@ -267,6 +267,22 @@ impl KeyStore {
         rows.iter().map(KeyRecord::from_row).collect()
     }
 
+    /// Up to `limit` keys (of `class`, if given) with ids after `after`, in id order: a page for listings
+    /// that cannot hold every user's key at once.
+    pub async fn page(&self, class: Option<KeyClass>, after: &str, limit: i64) -> Result<Vec<KeyRecord>, Error> {
+        let rows = match class {
+            Some(class) => {
+                let sql = format!("SELECT {COLUMNS} FROM keys WHERE class = $1 AND id > $2 ORDER BY id LIMIT $3");
+                sqlx::query(&sql).bind(class.as_str()).bind(after).bind(limit).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM keys WHERE id > $1 ORDER BY id LIMIT $2");
+                sqlx::query(&sql).bind(after).bind(limit).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(KeyRecord::from_row).collect()
+    }
+
     /// Up to `limit` wrapped keys whose blob is under a KEK older than `kek_version`.
     pub async fn wrapped_before(&self, kek_version: i64, limit: i64) -> Result<Vec<KeyRecord>, Error> {
         let sql = format!(

@@ -14,6 +14,7 @@ pub(crate) mod error;
 mod health;
 mod http_metrics;
 mod idempotency;
+mod keys;
 pub(crate) mod rate_limit;
 mod signatures;
 mod wallets;
@@ -127,6 +128,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(audit_page))
+        .routes(routes!(keys::list))
         .routes(routes!(wallets::create))
         .routes(routes!(wallets::get))
         .routes(routes!(wallets::deactivate))

@@ -106,3 +106,44 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("PIN is incorrect") && !stderr.contains("99999999"), "{stderr}");
 }
+
+/// `GET /v1/admin/keys` (officer) pages through the same keys `custody keys list` shows, without material.
+#[tokio::test]
+async fn officers_page_through_every_key() {
+    let s = crate::service::Service::start(custody_db::test_utils::Engine::Sqlite).await;
+    let app = crate::service::token("backend", &["app"]);
+    for user in ["k1", "k2", "k3"] {
+        assert_eq!(s.post("/v1/wallets", &app, Some(user), &serde_json::json!({"user_id": user})).await.0, 201);
+    }
+    let officer = crate::service::token("officer-1", &["officer"]);
+    let mut seen = Vec::new();
+    let mut path = "/v1/admin/keys?limit=2".to_owned();
+    loop {
+        let (status, page) = s.get(&path, Some(&officer)).await;
+        assert_eq!(status, 200, "{page}");
+        for key in page["keys"].as_array().unwrap() {
+            assert!(key.get("wrapped").is_none() && key.get("publicKey").is_none(), "no material: {key}");
+            seen.push(key["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextAfter"].as_str() {
+            Some(after) => path = format!("/v1/admin/keys?limit=2&after={after}"),
+            None => break,
+        }
+    }
+    let out = s.cli(&["keys", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut listed: Vec<String> =
+        listed.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect();
+    listed.sort();
+    assert_eq!(seen, listed, "every key once, in id order, as the CLI lists them");
+    let (_, users) = s.get("/v1/admin/keys?class=user", Some(&officer)).await;
+    let names: Vec<_> =
+        users["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names.len(), 3, "{users}");
+    assert!(users["keys"].as_array().unwrap().iter().all(|k| k["class"] == "user" && k["address"].is_string()));
+    assert_eq!(s.get("/v1/admin/keys", Some(&app)).await.0, 403);
+    for bad in ["limit=0", "class=root", "limit=1001", "x=1"] {
+        assert_eq!(s.get(&format!("/v1/admin/keys?{bad}"), Some(&officer)).await.0, 400, "{bad}");
+    }
+    s.stop();
+}
