@@ -157,7 +157,9 @@ async fn schemathesis_finds_nothing() {
     let out = std::process::Command::new("schemathesis")
         .current_dir(scratch.path())
         .args(["--config-file", config, "run", &format!("{}/openapi.json", s.url), "--checks", "all"])
-        .args(["--max-examples", "40", "--workers", "2", "--no-color"])
+        // One worker: with two, hypothesis' lambda-source cache races between threads and schemathesis
+        // reports its own "AST constructor recursion depth mismatch" as an error now and then.
+        .args(["--max-examples", "40", "--workers", "1", "--no-color"])
         // A fixed seed keeps CI reproducible; CUSTODY_SCHEMATHESIS_SEED explores others.
         .args(["--seed", &std::env::var("CUSTODY_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261203".into())])
         .args(["-H", &format!("Authorization: Bearer {all_roles}")])
