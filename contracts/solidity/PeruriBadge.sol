@@ -5,8 +5,10 @@ import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title PeruriBadge (PBADGE)
-/// @notice Soulbound ERC-1155 badges: minted (one per recipient and id) and revoked (burned) by holders of
-/// ISSUER_ROLE; every transfer and approval path reverts. Batch mints carry a batch id refused twice.
+/// @notice Soulbound ERC-1155 badges: minted (one per recipient and id: a second `mint` reverts, a batch
+/// skips a recipient who already holds the id) and revoked (burned) by holders of ISSUER_ROLE; every
+/// transfer and approval path reverts. Batch mints carry a batch id refused twice. `locked(id)` is
+/// ERC-5192's, advertised through ERC-165.
 contract PeruriBadge is ERC1155, AccessControl {
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
@@ -18,6 +20,10 @@ contract PeruriBadge is ERC1155, AccessControl {
     error Soulbound();
     error BatchAlreadyUsed(bytes32 batchId);
     error LengthMismatch();
+    error AlreadyHeld(address holder, uint256 id);
+
+    /// ERC-5192's interface id (`locked(uint256)`).
+    bytes4 private constant ERC5192_INTERFACE_ID = 0xb45a3c0e;
 
     constructor(address admin, address issuer, string memory uri_) ERC1155(uri_) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -29,11 +35,14 @@ contract PeruriBadge is ERC1155, AccessControl {
         return true;
     }
 
+    /// Mint badge `id` to `to`, who must not hold it yet.
     function mint(address to, uint256 id) external onlyRole(ISSUER_ROLE) {
+        if (balanceOf(to, id) != 0) revert AlreadyHeld(to, id);
         _mint(to, id, 1, "");
     }
 
-    /// Mint badge `ids[i]` to `recipients[i]` for every i, once per `batchId`.
+    /// Mint badge `ids[i]` to `recipients[i]` for every i who does not hold it yet, once per `batchId`
+    /// (skipping rather than reverting, so one re-issued badge cannot block the batch's other recipients).
     function batchMint(bytes32 batchId, address[] calldata recipients, uint256[] calldata ids)
         external
         onlyRole(ISSUER_ROLE)
@@ -43,7 +52,9 @@ contract PeruriBadge is ERC1155, AccessControl {
         if (n != ids.length) revert LengthMismatch();
         batchUsed[batchId] = true;
         for (uint256 i = 0; i < n; ++i) {
-            _mint(recipients[i], ids[i], 1, "");
+            if (balanceOf(recipients[i], ids[i]) == 0) {
+                _mint(recipients[i], ids[i], 1, "");
+            }
         }
         emit BatchMinted(batchId, n);
     }
@@ -80,6 +91,6 @@ contract PeruriBadge is ERC1155, AccessControl {
     }
 
     function supportsInterface(bytes4 interfaceId) public view override(ERC1155, AccessControl) returns (bool) {
-        return super.supportsInterface(interfaceId);
+        return interfaceId == ERC5192_INTERFACE_ID || super.supportsInterface(interfaceId);
     }
 }

@@ -97,6 +97,16 @@ async fn pbadge_is_soulbound() {
         .unwrap();
     assert_eq!(holder.balanceOf(holder_address, id).call().await.unwrap(), U256::from(1));
     assert!(holder.locked(id).call().await.unwrap());
+    assert!(holder.supportsInterface([0xb4, 0x5a, 0x3c, 0x0e].into()).call().await.unwrap(), "ERC-5192 advertised");
+    // One badge per holder and id: a second mint is refused, a batch skips the holder (and a repeat within it).
+    let err = issuer.mint(holder_address, id).call().await.err().expect("fails");
+    assert!(err.as_decoded_error::<PeruriBadge::AlreadyHeld>().is_some(), "{err}");
+    let newcomer = crate::setup::random_address();
+    let again = crate::setup::random_b256();
+    let call = issuer.batchMint(again, vec![holder_address, newcomer, newcomer], vec![id, id, id]);
+    assert!(call.send().await.unwrap().get_receipt().await.unwrap().status());
+    assert_eq!(holder.balanceOf(holder_address, id).call().await.unwrap(), U256::from(1), "still one");
+    assert_eq!(holder.balanceOf(newcomer, id).call().await.unwrap(), U256::from(1), "one, not two");
     let err =
         issuer.batchMint(batch, vec![crate::setup::random_address()], vec![id]).call().await.err().expect("fails");
     assert!(err.as_decoded_error::<PeruriBadge::BatchAlreadyUsed>().is_some(), "{err}");
