@@ -19,6 +19,11 @@ pub fn decode_address(text: &str) -> Result<Address, DecodeError> {
     text.parse().map_err(|_| malformed("address", text))
 }
 
+/// Whether `text` is `0x` and 64 hex digits (any case): a hash or id as stored and as the API takes it.
+pub fn is_hex32(text: &str) -> bool {
+    text.len() == 66 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A 32-byte hash as stored: lowercase `0x` hex.
 pub fn encode_b256(hash: B256) -> String {
     format!("{hash:#x}")

@@ -24,7 +24,7 @@ mod pool;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
-pub use codec::{decode_address, decode_b256, decode_u256, encode_address, encode_b256, encode_u256};
+pub use codec::{decode_address, decode_b256, decode_u256, encode_address, encode_b256, encode_u256, is_hex32};
 pub use error::DecodeError;
 pub use gate::WriteGate;
 pub use pool::{Dialect, connect_pool, migrate, now_millis};

@@ -166,7 +166,7 @@ impl std::str::FromStr for ActivityCursor {
     fn from_str(s: &str) -> Result<Self, Error> {
         let invalid = Error::Invalid("cursor is not one this API gave");
         let (created_at, id) = s.split_once('.').ok_or(Error::Invalid("cursor is not one this API gave"))?;
-        let id_ok = id.len() == 66 && id.starts_with("0x") && id[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        let id_ok = custody_db::is_hex32(id);
         match created_at.parse() {
             Ok(created_at) if id_ok => Ok(Self { created_at, id: id.to_owned() }),
             _ => Err(invalid),

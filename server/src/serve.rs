@@ -51,24 +51,29 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
         pool,
         auth: auth(config)?,
         metrics,
-        rpc_url: config.chain.rpc_url.clone(),
+        chain: config.chain.rpc_url.as_deref().map(provider).transpose()?,
         max_amount: config.issuance.max_amount,
         tasks: tasks.board(),
     })
+}
+
+/// One HTTP provider for `[chain] rpc_url`, shared by every part that reads the chain.
+fn provider(url: &str) -> anyhow::Result<alloy::providers::DynProvider> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    Ok(ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased())
 }
 
 /// Starts the `[issuance.rabbitmq]` consumer when configured, and the mirror worker and the indexer when
 /// `[issuance] worker` is on and a chain, a deployment and the infrastructure keys `issuer` and `anchor` are
 /// there (intake runs anyway); each a supervised task.
 async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) -> anyhow::Result<()> {
-    use alloy::providers::{Provider, ProviderBuilder};
     let section = &config.issuance;
     if let Some(rabbitmq) = &section.rabbitmq {
         let consumer = custody_issuance::ActivityConsumer::new(&state.issuance, rabbitmq.clone());
         tasks.spawn("activity-consumer", consumer.run(tasks.stopping()));
     }
-    let (true, Some(url), Some(path), Some(wallets)) =
-        (section.worker, &config.chain.rpc_url, &config.chain.deployment_file, &state.wallets)
+    let (true, Some(provider), Some(path), Some(wallets)) =
+        (section.worker, &state.chain, &config.chain.deployment_file, &state.wallets)
     else {
         return Ok(());
     };
@@ -78,7 +83,6 @@ async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) ->
         tracing::warn!("no active `issuer` and `anchor` keys: the mirror worker is not started");
         return Ok(());
     };
-    let provider = ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased();
     let contracts = custody_issuance::IssuanceContracts::from(&deployment.contracts);
     let interval = Duration::from_millis(section.batch_interval_ms.max(10));
     let worker_config = custody_issuance::WorkerConfig {
@@ -96,7 +100,7 @@ async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) ->
         contracts,
         worker_config,
     );
-    let indexer = custody_issuance::Indexer::new(&state.issuance, provider, contracts);
+    let indexer = custody_issuance::Indexer::new(&state.issuance, provider.clone(), contracts);
     let stopping = tasks.stopping();
     tasks.spawn("issuance-worker", async move { worker.run(stopping).await });
     let stopping = tasks.stopping();
@@ -111,14 +115,12 @@ fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts
 
 /// `custody reindex`: rebuilds `token_balance_cache` and `badge_index` from the chain's events from block 0.
 pub(crate) async fn reindex(config: &Config) -> anyhow::Result<()> {
-    use alloy::providers::{Provider, ProviderBuilder};
     let url = config.chain.rpc_url.as_deref().context("reindex needs [chain] rpc_url")?;
     let path = config.chain.deployment_file.as_deref().context("reindex needs [chain] deployment_file")?;
     let contracts = custody_issuance::IssuanceContracts::from(&deployment_record(path)?.contracts);
     let pool = connect_pool(&config.database.url).await?;
     let issuance = custody_issuance::Issuance::open(pool, config.issuance.policy.clone()).await?;
-    let provider = ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased();
-    let indexer = custody_issuance::Indexer::new(&issuance, provider, contracts);
+    let indexer = custody_issuance::Indexer::new(&issuance, provider(url)?, contracts);
     indexer.reset().await?;
     let mut blocks = 0;
     loop {
@@ -142,9 +144,10 @@ pub(crate) async fn wallets(
     let chain = custody_accounts::ChainContext::from_deployment(&deployment_record(path)?);
     let wallets = custody_accounts::Wallets::open(keyring.clone(), pool.clone(), chain).await?;
     if let Some(url) = &config.chain.rpc_url {
-        use alloy::providers::ProviderBuilder;
-        let provider = ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?);
-        wallets.verify_address_on_chain(&provider).await.context("checking account addresses against the factory")?;
+        wallets
+            .verify_address_on_chain(&provider(url)?)
+            .await
+            .context("checking account addresses against the factory")?;
     }
     Ok(wallets)
 }

@@ -168,7 +168,7 @@ pub(super) async fn get(
 ) -> Result<Json<ActivityView>, ApiError> {
     caller.require(Role::App)?;
     let not_found = || ApiError::not_found("activity_not_found", "no such activity");
-    if !(id.len() == 66 && id.starts_with("0x") && id[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
+    if !custody_db::is_hex32(&id) {
         return Err(not_found());
     }
     Ok(Json(state.issuance.activity(&id).await.map_err(issuance_error)?.ok_or_else(not_found)?))

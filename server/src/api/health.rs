@@ -56,8 +56,11 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
         custody_signer::Backend::Pkcs11(hsm) => matches!(tokio::time::timeout(timeout, hsm.ping()).await, Ok(Ok(()))),
         custody_signer::Backend::Kms(_) => true,
     };
-    let chain_ok = match &state.rpc_url {
-        Some(url) => chain_answers(url, timeout).await,
+    let chain_ok = match &state.chain {
+        Some(chain) => {
+            use alloy::providers::Provider;
+            matches!(tokio::time::timeout(timeout, chain.get_chain_id()).await, Ok(Ok(_)))
+        }
         None => true,
     };
     let tasks = state.tasks.snapshot();
@@ -66,13 +69,6 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let checks = Checks { database: word(db_ok), hsm: word(hsm_ok), chain: word(chain_ok) };
     (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks, tasks }))
-}
-
-async fn chain_answers(url: &str, timeout: Duration) -> bool {
-    use alloy::providers::{Provider, ProviderBuilder};
-    let Ok(url) = url.parse() else { return false };
-    let provider = ProviderBuilder::new().connect_http(url);
-    matches!(tokio::time::timeout(timeout, provider.get_chain_id()).await, Ok(Ok(_)))
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -56,8 +56,8 @@ pub(crate) struct AppState {
     pub(crate) audit: Audit,
     pub(crate) auth: Auth,
     pub(crate) metrics: Option<PrometheusHandle>,
-    /// The chain's JSON-RPC URL, for readiness.
-    pub(crate) rpc_url: Option<String>,
+    /// The chain (`[chain] rpc_url`), connected once: readiness and on-chain reads share it.
+    pub(crate) chain: Option<alloy::providers::DynProvider>,
     /// Wallets, when a deployment is configured.
     pub(crate) wallets: Option<custody_accounts::Wallets>,
     /// The activity mirror (intake and reads; its worker runs beside the API).

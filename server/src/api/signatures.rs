@@ -211,17 +211,16 @@ fn typed_data_hash(typed: &serde_json::Value) -> Result<B256, ApiError> {
 }
 
 fn parse_hash(text: &str) -> Result<B256, ApiError> {
-    let ok = text.len() == 66 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    ok.then(|| text.parse().ok())
+    custody_db::is_hex32(text)
+        .then(|| text.parse().ok())
         .flatten()
         .ok_or_else(|| ApiError::bad_request("invalid_hash", "hash must be 0x and 64 hex digits"))
 }
 
 /// Whether `address` has code on the configured chain (`None` without a chain or when it does not answer).
 async fn deployed(state: &AppState, address: alloy::primitives::Address) -> Option<bool> {
-    use alloy::providers::{Provider, ProviderBuilder};
-    let url = state.rpc_url.as_deref()?.parse().ok()?;
-    let provider = ProviderBuilder::new().connect_http(url);
-    let code = tokio::time::timeout(std::time::Duration::from_secs(2), provider.get_code_at(address)).await;
+    use alloy::providers::Provider;
+    let chain = state.chain.as_ref()?;
+    let code = tokio::time::timeout(std::time::Duration::from_secs(2), chain.get_code_at(address)).await;
     code.ok()?.ok().map(|code| !code.is_empty())
 }
