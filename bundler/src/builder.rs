@@ -1,38 +1,38 @@
 //! Bundle building and tracking, per bundler key:
 //!
 //! ```text
-//! each poll: track this key's unmined transactions ── receipt → ops included (reputation, latency)
-//!                                                  ├─ nonce taken by another tx → ops back to pending
-//!                                                  └─ stuck N blocks → bump fees (re-broadcast at 0 fee),
-//!                                                                      then cancel (self-transfer)
+//! each poll: the transaction sender follows this key's bundles (receipts; stuck N blocks → bump fees,
+//!            re-broadcast at 0 fee, then cancel) and hands back the settled ones:
+//!              included → ops with a UserOperationEvent included (reputation, latency), the rest pending
+//!              cancelled, dropped (nonce taken), refused → ops back to pending
 //!            if a new block (or min_bundle_interval_ms since the last bundle, or sendBundleNow):
 //!            select (not senders with unmined ops) → re-check code hashes (COD-010) → eth_call handleOps
 //!            at the bundle's gas limit (its ops' limits + overheads; the node's estimate only after AA95)
-//!            ── FailedOp(i) → drop op i (reason kept), retry → sign in the HSM
-//!            → record (ops submitted) → broadcast; a bundle that hit its gas or count limit is followed
+//!            ── FailedOp(i) → drop op i (reason kept), retry → ops submitted and the bundle recorded
+//!            with the sender in one write (signed in the HSM) → broadcast; a bundle that hit its gas or count limit is followed
 //!            at once by the next, so the bundler keeps up with a mempool filling faster than one bundle
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::eips::eip2718::Encodable2718;
-use alloy::eips::{BlockId, BlockNumberOrTag};
-use alloy::network::{Ethereum, NetworkTransactionBuilder, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::eips::BlockId;
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::{SolCall, SolEvent};
 use custody_contracts::{EntryPointVersion, IEntryPoint, PackedUserOperation, UserOperation};
+use custody_sender::{Call, Outcome};
 use tracing::{info, warn};
 
 use crate::error::BundlerError;
 use crate::metrics;
 use crate::pool::entities;
 use crate::reputation::{ReputationStatus, THROTTLED_ENTITY_BUNDLE_COUNT, THROTTLED_ENTITY_LIVE_BLOCKS};
-use crate::service::{Bundler, KeySlot, KeyState};
-use crate::store::{OpStatus, StoredOp, StoredTx, now_millis};
+use crate::service::{Bundler, KeySlot};
+use crate::store::{OpStatus, StoredOp, bundle_context, now_millis, parse_bundle_context};
 use crate::validation::ValidationError;
 
 /// Most pending operations considered for one bundle.
@@ -41,8 +41,16 @@ const SELECTION_WINDOW: i64 = 1_000;
 const VALID_UNTIL_MARGIN_SECS: u64 = 10;
 /// Most bundles a key sends per entry point in one step (when each fills its gas or count limit).
 const MAX_BUNDLES_PER_TICK: usize = 8;
-/// Gas for a cancelling self-transfer.
-const CANCEL_GAS: u64 = 21_000;
+
+/// A sender id for a new bundle of `from`'s: unique across restarts and processes (time, a counter and
+/// the operations), so an operation bundled again after its bundle was dropped gets a new send.
+fn bundle_id(from: Address, ops: &[B256]) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut seed = format!("{from}:{}:{seq}", now_millis()).into_bytes();
+    ops.iter().for_each(|o| seed.extend_from_slice(o.as_slice()));
+    format!("bundle:{}", keccak256(seed))
+}
 
 /// The gas an operation may use (its limits summed), for the bundle budget.
 fn op_gas(op: &StoredOp) -> u64 {
@@ -86,18 +94,13 @@ fn culprit(op: &UserOperation, reason: &str) -> Option<Address> {
     }
 }
 
-/// Fees raised enough for the node to accept a replacement (+20%); zero stays zero.
-fn bump(fee: u128) -> u128 {
-    if fee == 0 { 0 } else { fee + fee / 5 + 1 }
-}
-
 impl Bundler {
     /// One builder step for `key`: track its transactions, then (auto mode and a new block, or
     /// `force`) send a bundle per entry point. Returns the hashes of the transactions sent.
     pub(crate) async fn tick(&self, key: &KeySlot, force: bool) -> Result<Vec<B256>, BundlerError> {
         let mut state = key.state.lock().await;
         let block = self.provider.get_block_number().await.map_err(|e| BundlerError::node("eth_blockNumber", e))?;
-        self.track(key, &mut state, block).await?;
+        self.track(key).await?;
         let mut sent = Vec::new();
         if !force && self.bundling_mode() == crate::BundlingMode::Manual {
             return Ok(sent);
@@ -111,7 +114,7 @@ impl Bundler {
             }
             // A bundle that left operations out for its limits is followed at once by the next.
             for _ in 0..MAX_BUNDLES_PER_TICK {
-                let Some((hash, full)) = self.build_and_send(key, &mut state, version, block).await? else { break };
+                let Some((hash, full)) = self.build_and_send(key, version, block).await? else { break };
                 state.last_bundle_block.insert(version, block);
                 state.last_bundle_at.insert(version, Instant::now());
                 sent.push(hash);
@@ -129,33 +132,15 @@ impl Bundler {
         let Some(key) = self.keys.first() else { return Ok(None) };
         let sent = self.tick(key, true).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !self.store.pending_txs(key.signer.address()).await?.is_empty() {
+        while self.sender.in_flight(key.signer.address()).await.map_err(BundlerError::from)? > 0 {
             if tokio::time::Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let mut state = key.state.lock().await;
-            let block = self.provider.get_block_number().await.map_err(|e| BundlerError::node("eth_blockNumber", e))?;
-            self.track(key, &mut state, block).await?;
+            let _state = key.state.lock().await;
+            self.track(key).await?;
         }
         Ok(sent.last().copied())
-    }
-
-    async fn next_nonce(&self, key: &KeySlot, state: &mut KeyState) -> Result<u64, BundlerError> {
-        if let Some(n) = state.next_nonce {
-            return Ok(n);
-        }
-        let address = key.signer.address();
-        let chain = self
-            .provider
-            .get_transaction_count(address)
-            .pending()
-            .await
-            .map_err(|e| BundlerError::node("eth_getTransactionCount", e))?;
-        let stored = self.store.next_nonce(address).await?.unwrap_or(0);
-        let n = chain.max(stored);
-        state.next_nonce = Some(n);
-        Ok(n)
     }
 
     /// Picks operations for a bundle: best priority fee first, one per sender (none for a sender in
@@ -246,7 +231,6 @@ impl Bundler {
     async fn build_and_send(
         &self,
         key: &KeySlot,
-        state: &mut KeyState,
         version: EntryPointVersion,
         block: u64,
     ) -> Result<Option<(B256, bool)>, BundlerError> {
@@ -311,21 +295,25 @@ impl Bundler {
                 ops.retain(|o| !entities(&o.op).iter().any(|(_, a)| *a == banned));
             }
         };
-        let (max_fee, priority_fee) = self.fees().await?;
-        let nonce = self.next_nonce(key, state).await?;
         let calldata = Bytes::from(IEntryPoint::handleOpsCall { ops: packed, beneficiary }.abi_encode());
-        let request = TransactionRequest::default().with_to(version.address()).with_input(calldata.clone());
-        let tx = self.sign(key, request, nonce, gas_limit, max_fee, priority_fee, version, block).await?;
-        let tx = StoredTx { op_hashes: ops.iter().map(|o| o.hash).collect(), ..tx };
-        if !self.store.record_tx(&tx, None).await? {
+        let call = Call { to: version.address(), input: calldata, value: U256::ZERO, gas_limit: Some(gas_limit) };
+        let prepared = self.sender.prepare(from, call).await?;
+        let hashes: Vec<B256> = ops.iter().map(|o| o.hash).collect();
+        let id = bundle_id(from, &hashes);
+        // The operations are claimed and the bundle recorded in one write, before it is broadcast.
+        let mut write = self.sender.begin().await?;
+        if !self.store.claim_ops(&mut write.db, &hashes).await? {
             warn!("bundle operations were taken by another builder; not sent");
             return Ok(None);
         }
-        state.next_nonce = Some(nonce + 1);
-        self.broadcast(&tx).await;
+        let sent =
+            self.sender.record(&mut write, &id, &key.signer, prepared, &bundle_context(version, &hashes)).await?;
+        self.store.set_ops_tx(&mut write.db, &hashes, sent.hash).await?;
+        write.commit().await?;
+        self.sender.broadcast(&id, &key.signer).await?;
         metrics::bundle_sent(version, ops.len(), gas_limit);
-        info!(tx = %tx.tx_hash, ops = ops.len(), nonce, key = %from, entry_point = %version, "bundle sent");
-        Ok(Some((tx.tx_hash, full)))
+        info!(tx = %sent.hash, ops = ops.len(), nonce = sent.nonce, key = %from, entry_point = %version, "bundle sent");
+        Ok(Some((sent.hash, full)))
     }
 
     /// GREP-040: the entity blamed by [`culprit`] for `op` failing at bundle time is banned and its
@@ -370,172 +358,51 @@ impl Bundler {
         Ok(())
     }
 
-    /// Current fees: zero on a zero-base-fee chain, else the node's EIP-1559 estimate.
-    async fn fees(&self) -> Result<(u128, u128), BundlerError> {
-        let latest = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| BundlerError::node("eth_getBlockByNumber", e))?;
-        if latest.and_then(|b| b.header.base_fee_per_gas).unwrap_or(0) == 0 {
-            return Ok((0, 0));
-        }
-        let fees = self.provider.estimate_eip1559_fees().await.map_err(|e| BundlerError::node("eth_feeHistory", e))?;
-        Ok((fees.max_fee_per_gas, fees.max_priority_fee_per_gas))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn sign(
-        &self,
-        key: &KeySlot,
-        request: TransactionRequest,
-        nonce: u64,
-        gas_limit: u64,
-        max_fee: u128,
-        priority_fee: u128,
-        version: EntryPointVersion,
-        block: u64,
-    ) -> Result<StoredTx, BundlerError> {
-        let calldata = request.input.input().cloned().unwrap_or_default();
-        let request = request
-            .with_from(key.signer.address())
-            .with_nonce(nonce)
-            .with_chain_id(self.chain_id)
-            .with_gas_limit(gas_limit)
-            .with_max_fee_per_gas(max_fee)
-            .with_max_priority_fee_per_gas(priority_fee);
-        let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &key.wallet)
-            .await
-            .map_err(|e| BundlerError::Sign(Box::new(e)))?;
-        Ok(StoredTx {
-            tx_hash: *envelope.tx_hash(),
-            signer: key.signer.address(),
-            nonce,
-            entry_point: version,
-            op_hashes: Vec::new(),
-            raw: Bytes::from(envelope.encoded_2718()).to_string(),
-            calldata: calldata.to_string(),
-            gas_limit,
-            max_fee,
-            priority_fee,
-            sent_block: block,
-        })
-    }
-
-    /// Sends a recorded transaction; a failure is logged and the tracker retries when it looks stuck.
-    async fn broadcast(&self, tx: &StoredTx) {
-        let raw: Bytes = match tx.raw.parse() {
-            Ok(raw) => raw,
-            Err(e) => {
-                warn!(tx = %tx.tx_hash, error = %e, "stored raw transaction unreadable");
-                return;
-            }
-        };
-        if let Err(e) = self.provider.send_raw_transaction(&raw).await {
-            warn!(tx = %tx.tx_hash, error = %e, "broadcast failed; will retry when stuck");
-        }
-    }
-
-    /// Follows `key`'s unmined transactions, oldest nonce first.
-    async fn track(&self, key: &KeySlot, state: &mut KeyState, block: u64) -> Result<(), BundlerError> {
-        let address = key.signer.address();
-        let txs = self.store.pending_txs(address).await?;
-        if txs.is_empty() {
-            return Ok(());
-        }
-        let chain_nonce = self
-            .provider
-            .get_transaction_count(address)
-            .await
-            .map_err(|e| BundlerError::node("eth_getTransactionCount", e))?;
-        let mut by_nonce: BTreeMap<u64, Vec<StoredTx>> = BTreeMap::new();
-        for tx in txs {
-            by_nonce.entry(tx.nonce).or_default().push(tx);
-        }
-        for (nonce, attempts) in by_nonce {
-            let mut mined = None;
-            for attempt in &attempts {
-                let receipt = self
-                    .provider
-                    .get_transaction_receipt(attempt.tx_hash)
-                    .await
-                    .map_err(|e| BundlerError::node("eth_getTransactionReceipt", e))?;
-                if let Some(receipt) = receipt {
-                    mined = Some((attempt, receipt));
-                    break;
+    /// Takes the sender's settled bundles of `key`: a mined one includes its operations that have a
+    /// UserOperationEvent; every operation still submitted goes back to the mempool.
+    async fn track(&self, key: &KeySlot) -> Result<(), BundlerError> {
+        for settled in self.sender.track(&key.signer).await? {
+            let (entry_point, ops) = parse_bundle_context(&settled.context)?;
+            match &settled.outcome {
+                Outcome::Included(receipt) => {
+                    // Cached first: clients polling for the bundle's operations find it once they are included.
+                    let receipt = Arc::new(TransactionReceipt::clone(receipt));
+                    self.receipts.put(receipt.clone());
+                    self.on_mined(entry_point, &ops, &receipt).await?;
                 }
+                other => warn!(
+                    id = %settled.id, nonce = settled.nonce, outcome = other.as_str(),
+                    "bundle not executed; operations back to the mempool"
+                ),
             }
-            let all_ops: Vec<B256> = attempts.iter().flat_map(|a| a.op_hashes.iter().copied()).collect();
-            if let Some((attempt, receipt)) = mined {
-                // Cached first: clients polling for the bundle's operations find it once they are included.
-                let receipt = Arc::new(receipt);
-                self.receipts.put(receipt.clone());
-                self.on_mined(attempt, &receipt).await?;
-                self.store.set_status(&all_ops, &[OpStatus::Submitted], OpStatus::Pending, None, None).await?;
-                self.store.close_nonce(address, nonce, Some(attempt.tx_hash)).await?;
-            } else if chain_nonce > nonce {
-                warn!(nonce, key = %address, "bundle nonce used by another transaction; operations back to the mempool");
-                self.store.set_status(&all_ops, &[OpStatus::Submitted], OpStatus::Pending, None, None).await?;
-                self.store.close_nonce(address, nonce, None).await?;
-                state.next_nonce = None;
-            } else if let Some(last) = attempts.last()
-                && block.saturating_sub(last.sent_block) >= self.config.stuck_after_blocks
-            {
-                self.unstick(key, last, attempts.len(), all_ops, block).await?;
-            }
+            self.store.set_status(&ops, &[OpStatus::Submitted], OpStatus::Pending, None, None).await?;
+            self.sender.finish(&settled.id).await?;
         }
-        Ok(())
-    }
-
-    /// A stuck transaction: bump it (or re-broadcast at zero fees), and after `max_bumps` cancel it.
-    async fn unstick(
-        &self,
-        key: &KeySlot,
-        last: &StoredTx,
-        attempts: usize,
-        ops: Vec<B256>,
-        block: u64,
-    ) -> Result<(), BundlerError> {
-        let (max_fee, priority_fee) = (bump(last.max_fee), bump(last.priority_fee));
-        let cancel = attempts > self.config.max_bumps as usize && max_fee > 0;
-        let tx = if max_fee == 0 {
-            // Nothing to raise on a zero-fee chain: send the same transaction again.
-            warn!(tx = %last.tx_hash, "bundle transaction stuck at zero fees; re-broadcasting");
-            self.broadcast(last).await;
-            return self.store.touch_tx(last.tx_hash, block).await;
-        } else if cancel {
-            warn!(tx = %last.tx_hash, "bundle transaction stuck; cancelling");
-            let request = TransactionRequest::default().with_to(key.signer.address()).with_value(U256::ZERO);
-            self.sign(key, request, last.nonce, CANCEL_GAS, max_fee, priority_fee, last.entry_point, block).await?
-        } else {
-            warn!(tx = %last.tx_hash, max_fee, "bundle transaction stuck; bumping fees");
-            let calldata: Bytes = last.calldata.parse().map_err(|e| BundlerError::corrupt("calldata", e))?;
-            let request = TransactionRequest::default().with_to(last.entry_point.address()).with_input(calldata);
-            let tx =
-                self.sign(key, request, last.nonce, last.gas_limit, max_fee, priority_fee, last.entry_point, block);
-            StoredTx { op_hashes: ops, ..tx.await? }
-        };
-        self.store.record_tx(&tx, Some(last.tx_hash)).await?;
-        self.broadcast(&tx).await;
         Ok(())
     }
 
     /// A mined bundle: its operations with a UserOperationEvent are included (in one database
     /// transaction, so receipts show up together); then reputation (one update per entity) and latency.
-    async fn on_mined(&self, tx: &StoredTx, receipt: &TransactionReceipt) -> Result<(), BundlerError> {
+    async fn on_mined(
+        &self,
+        entry_point: EntryPointVersion,
+        ops: &[B256],
+        receipt: &TransactionReceipt,
+    ) -> Result<(), BundlerError> {
         let block_number = receipt.block_number.unwrap_or_default();
         let block_hash = receipt.block_hash.unwrap_or_default();
-        let ours: HashSet<B256> = tx.op_hashes.iter().copied().collect();
+        let tx_hash = receipt.transaction_hash;
+        let ours: HashSet<B256> = ops.iter().copied().collect();
         let events: Vec<B256> = receipt
             .inner
             .logs()
             .iter()
-            .filter(|log| log.address() == tx.entry_point.address())
+            .filter(|log| log.address() == entry_point.address())
             .filter_map(|log| IEntryPoint::UserOperationEvent::decode_log_data(log.data()).ok())
             .map(|event| event.userOpHash)
             .filter(|hash| ours.contains(hash))
             .collect();
-        let included = self.store.set_included(&events, tx.tx_hash, block_number, block_hash).await?;
+        let included = self.store.set_included(&events, tx_hash, block_number, block_hash).await?;
         let mut per_entity: HashMap<Address, u64> = HashMap::new();
         for hash in &included {
             if let Some(op) = self.store.op(*hash).await? {
@@ -543,14 +410,14 @@ impl Bundler {
                     *per_entity.entry(address).or_default() += 1;
                 }
                 let waited = now_millis().saturating_sub(op.received_at);
-                metrics::inclusion_latency(tx.entry_point, Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
+                metrics::inclusion_latency(entry_point, Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
             }
         }
         for (address, count) in per_entity {
             self.reputation.included(address, count).await?;
         }
-        info!(tx = %tx.tx_hash, block = block_number, included = included.len(), status = receipt.status(), "bundle mined");
-        metrics::mempool_size(tx.entry_point, self.store.pending_count(tx.entry_point).await?);
+        info!(tx = %tx_hash, block = block_number, included = included.len(), status = receipt.status(), "bundle mined");
+        metrics::mempool_size(entry_point, self.store.pending_count(entry_point).await?);
         Ok(())
     }
 }

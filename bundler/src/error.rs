@@ -21,8 +21,8 @@ pub enum BundlerError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("signing the bundle transaction failed: {0}")]
-    Sign(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("sending the bundle transaction: {0}")]
+    Sender(#[from] custody_sender::Error),
     #[error("bundler configuration: {0}")]
     Config(String),
     #[error("bundler key: {0}")]

@@ -4,8 +4,9 @@
 //!  POST /rpc (ERC-7769) ─► rpc ─► Bundler ─► pool (admission, replacement, limits) ─► store (SQLite | PostgreSQL)
 //!                                   │  └─► dyn Validate (sim: revm + ERC-7562)        ▲
 //!                                   │  └─► reputation (ERC-7562, hourly decay) ───────┤
-//!                                   └─► builder per key: select → eth_call handleOps ─┤─► sign (HSM) ─► node
-//!                                        └─ track: receipts, bump, cancel ────────────┘
+//!                                   └─► builder per key: select → eth_call handleOps ─┤─► custody-sender ─► node
+//!                                        └─ settled bundles: included | back to pending ┘   (sign, record,
+//!                                                                              broadcast, bump, cancel)
 //!                                   receipts: UserOperationEvent logs + transaction receipt
 //! ```
 //!
@@ -14,8 +15,8 @@
 //! - [`sim`]: revm over the node's state, `simulateValidation` for EntryPoint
 //!   v0.7 and v0.8 with an ERC-7562 inspector, gas estimation.
 //!
-//! See `shared/DESIGN.md` §5. Bundler keys stay in the HSM: transactions are
-//! signed through `custody-signer`. Migrations: `bundler/migrations/{sqlite,postgres}`,
+//! See `shared/DESIGN.md` §5. Bundler keys stay in the HSM: bundle transactions are
+//! signed through `custody-signer` and sent, followed and replaced by `custody-sender`. Migrations: `bundler/migrations/{sqlite,postgres}`,
 //! applied through `custody_db::migrate` on the service's shared pool.
 
 mod builder;

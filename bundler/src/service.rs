@@ -6,7 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::state::StateOverride;
@@ -29,7 +28,6 @@ use crate::validation::{RpcErrorCode, Validate, ValidationError};
 /// One bundler key: its signer and the state of the task that sends with it.
 pub(crate) struct KeySlot {
     pub(crate) signer: EthSigner,
-    pub(crate) wallet: EthereumWallet,
     pub(crate) state: Mutex<KeyState>,
 }
 
@@ -42,8 +40,6 @@ impl std::fmt::Debug for KeySlot {
 /// What a key's task remembers between blocks.
 #[derive(Debug, Default)]
 pub(crate) struct KeyState {
-    /// Next nonce to use (loaded from the database and the chain on first use).
-    pub(crate) next_nonce: Option<u64>,
     /// Last block a bundle was sent in, per entry point (one bundle per block).
     pub(crate) last_bundle_block: HashMap<EntryPointVersion, u64>,
     /// When the last bundle was sent, per entry point (for `min_bundle_interval_ms`).
@@ -58,6 +54,8 @@ pub struct Bundler {
     pub(crate) mempool: Mempool,
     pub(crate) reputation: ReputationBook,
     pub(crate) provider: DynProvider,
+    /// Sends the bundles: nonces, records before broadcast, bumps and cancellations, receipts.
+    pub(crate) sender: custody_sender::Sender,
     pub(crate) validator: Arc<dyn Validate>,
     pub(crate) estimator: Option<Arc<dyn EstimateGas>>,
     pub(crate) keys: Vec<Arc<KeySlot>>,
@@ -123,17 +121,18 @@ impl Bundler {
             return Err(BundlerError::Config("no bundler signer".to_owned()));
         }
         let chain_id = provider.get_chain_id().await.map_err(|e| BundlerError::node("eth_chainId", e))?;
+        let sender_config = custody_sender::SenderConfig {
+            stuck_after_blocks: config.stuck_after_blocks,
+            // Stuck is counted in blocks only, as `stuck_after_blocks` says.
+            stuck_after: Duration::MAX,
+            max_bumps: config.max_bumps,
+        };
+        let sender = custody_sender::Sender::open(pool.clone(), provider.clone(), sender_config).await?;
         let store = Store::open(pool).await?;
         let reputation = ReputationBook::new(store.clone());
         let keys = signers
             .into_iter()
-            .map(|signer| {
-                Arc::new(KeySlot {
-                    wallet: EthereumWallet::from(signer.clone()),
-                    signer,
-                    state: Mutex::new(KeyState::default()),
-                })
-            })
+            .map(|signer| Arc::new(KeySlot { signer, state: Mutex::new(KeyState::default()) }))
             .collect();
         let selection = config.entry_points.iter().map(|v| (*v, Mutex::new(()))).collect();
         info!(chain_id, entry_points = ?config.entry_points, "bundler ready");
@@ -145,6 +144,7 @@ impl Bundler {
             store,
             reputation,
             provider,
+            sender,
             validator,
             estimator,
             keys,
@@ -260,8 +260,13 @@ impl Bundler {
     }
 
     /// An operation this bundler has seen, whatever became of it.
+    /// A submitted operation shows its bundle's latest transaction (the first or a fee bump).
     pub async fn user_operation(&self, hash: B256) -> Result<Option<OpView>, ValidationError> {
-        Ok(self.store.op(hash).await?.map(OpView::from_stored))
+        let Some(mut view) = self.store.op(hash).await?.map(OpView::from_stored) else { return Ok(None) };
+        if let (OpStatus::Submitted, Some(tx)) = (view.status, view.tx_hash) {
+            view.tx_hash = Some(self.sender.latest_attempt(tx).await.map_err(BundlerError::from)?.unwrap_or(tx));
+        }
+        Ok(Some(view))
     }
 
     /// `debug_bundler_dumpMempool`: pending operations of `entry_point`, oldest first.

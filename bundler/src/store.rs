@@ -7,7 +7,7 @@ use alloy::primitives::{Address, B256, U256};
 use custody_contracts::{EntryPointVersion, UserOperation};
 use custody_db::{WriteGate, decode_address, decode_b256, encode_address, encode_b256};
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::error::BundlerError;
 use crate::validation::ValidatedOp;
@@ -66,23 +66,6 @@ pub(crate) struct StoredOp {
     pub received_at: i64,
 }
 
-/// A bundle transaction (one attempt at one nonce).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StoredTx {
-    pub tx_hash: B256,
-    pub signer: Address,
-    pub nonce: u64,
-    pub entry_point: EntryPointVersion,
-    pub op_hashes: Vec<B256>,
-    /// The signed EIP-2718 envelope, `0x` hex, re-broadcast if the node lost it.
-    pub raw: String,
-    pub calldata: String,
-    pub gas_limit: u64,
-    pub max_fee: u128,
-    pub priority_fee: u128,
-    pub sent_block: u64,
-}
-
 /// A reputation row (decay applied by [`crate::reputation`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RepRow {
@@ -108,10 +91,6 @@ fn parse_ep(s: &str) -> Result<EntryPointVersion, BundlerError> {
 
 fn corrupt_text(what: &'static str, value: &str) -> BundlerError {
     BundlerError::corrupt(what, std::io::Error::new(std::io::ErrorKind::InvalidData, value.to_owned()))
-}
-
-fn parse<T: std::str::FromStr>(what: &'static str, s: &str) -> Result<T, BundlerError> {
-    s.parse().map_err(|_| corrupt_text(what, s))
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -434,138 +413,63 @@ impl Store {
         Ok(())
     }
 
-    // --- bundle transactions and nonces ---
+    // --- bundles (their transactions are the transaction sender's) ---
 
-    /// Records a signed bundle transaction and moves its operations to `submitted`, in one transaction,
-    /// before it is broadcast (so a crash cannot lose track of it). `Ok(false)` if an operation was no
-    /// longer pending (nothing is written).
-    pub(crate) async fn record_tx(&self, t: &StoredTx, replaces: Option<B256>) -> Result<bool, BundlerError> {
-        let _turn = self.gate.turn().await;
-        let mut tx = self.pool.begin().await?;
+    /// Moves a bundle's operations from `pending` to `submitted` in the sender's write `db`, before the
+    /// bundle is recorded there; `Ok(false)` if one was no longer pending (the write is then dropped).
+    pub(crate) async fn claim_ops(
+        &self,
+        db: &mut Transaction<'static, Any>,
+        ops: &[B256],
+    ) -> Result<bool, BundlerError> {
         let now = now_millis();
-        sqlx::query(
-            "INSERT INTO bundler_txs (tx_hash, signer, nonce, entry_point, op_hashes, raw, calldata, gas_limit, \
-             max_fee, priority_fee, sent_block, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
-        )
-        .bind(encode_b256(t.tx_hash))
-        .bind(encode_address(t.signer))
-        .bind(to_i64(t.nonce))
-        .bind(ep_str(t.entry_point))
-        .bind(serde_json::to_string(&t.op_hashes).map_err(|e| BundlerError::corrupt("op hashes", e))?)
-        .bind(&t.raw)
-        .bind(&t.calldata)
-        .bind(to_i64(t.gas_limit))
-        .bind(t.max_fee.to_string())
-        .bind(t.priority_fee.to_string())
-        .bind(to_i64(t.sent_block))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let from = if replaces.is_some() { "'submitted'" } else { "'pending'" };
-        let sql = format!(
-            "UPDATE bundler_user_ops SET status = 'submitted', tx_hash = $1, updated_at = $2 \
-             WHERE hash = $3 AND status = {from}"
-        );
-        for hash in &t.op_hashes {
-            let done = sqlx::query(&sql)
-                .bind(encode_b256(t.tx_hash))
-                .bind(now)
-                .bind(encode_b256(*hash))
-                .execute(&mut *tx)
-                .await?;
+        for hash in ops {
+            let done = sqlx::query(
+                "UPDATE bundler_user_ops SET status = 'submitted', updated_at = $1 WHERE hash = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(encode_b256(*hash))
+            .execute(&mut **db)
+            .await?;
             if done.rows_affected() != 1 {
                 return Ok(false);
             }
         }
-        sqlx::query(
-            "INSERT INTO bundler_nonces (signer, next_nonce) VALUES ($1, $2) \
-             ON CONFLICT (signer) DO UPDATE SET next_nonce = excluded.next_nonce \
-             WHERE bundler_nonces.next_nonce < excluded.next_nonce",
-        )
-        .bind(encode_address(t.signer))
-        .bind(to_i64(t.nonce + 1))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(true)
     }
 
-    /// Unfinished bundle transactions of `signer`, oldest first.
-    pub(crate) async fn pending_txs(&self, signer: Address) -> Result<Vec<StoredTx>, BundlerError> {
-        let rows = sqlx::query(
-            "SELECT tx_hash, signer, nonce, entry_point, op_hashes, raw, calldata, gas_limit, max_fee, priority_fee, \
-             sent_block FROM bundler_txs WHERE signer = $1 AND status = 'pending' ORDER BY nonce, created_at",
-        )
-        .bind(encode_address(signer))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let text = |c: &str| row.try_get::<String, _>(c);
-                Ok(StoredTx {
-                    tx_hash: decode_b256(&text("tx_hash")?).map_err(|e| BundlerError::corrupt("tx hash", e))?,
-                    signer: decode_address(&text("signer")?).map_err(|e| BundlerError::corrupt("signer", e))?,
-                    nonce: to_u64(row.try_get("nonce")?),
-                    entry_point: parse_ep(&text("entry_point")?)?,
-                    op_hashes: serde_json::from_str(&text("op_hashes")?)
-                        .map_err(|e| BundlerError::corrupt("op hashes", e))?,
-                    raw: text("raw")?,
-                    calldata: text("calldata")?,
-                    gas_limit: to_u64(row.try_get("gas_limit")?),
-                    max_fee: parse("max fee", &text("max_fee")?)?,
-                    priority_fee: parse("priority fee", &text("priority_fee")?)?,
-                    sent_block: to_u64(row.try_get("sent_block")?),
-                })
-            })
-            .collect()
-    }
-
-    /// Closes every attempt at `signer`'s `nonce`: the mined one `mined`, the rest `dropped`.
-    pub(crate) async fn close_nonce(
+    /// Notes the bundle transaction `tx_hash` on its operations (in the same write).
+    pub(crate) async fn set_ops_tx(
         &self,
-        signer: Address,
-        nonce: u64,
-        mined: Option<B256>,
+        db: &mut Transaction<'static, Any>,
+        ops: &[B256],
+        tx_hash: B256,
     ) -> Result<(), BundlerError> {
-        let _turn = self.gate.turn().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE bundler_txs SET status = 'dropped' WHERE signer = $1 AND nonce = $2 AND status = 'pending'",
-        )
-        .bind(encode_address(signer))
-        .bind(to_i64(nonce))
-        .execute(&mut *tx)
-        .await?;
-        if let Some(hash) = mined {
-            sqlx::query("UPDATE bundler_txs SET status = 'mined' WHERE tx_hash = $1")
-                .bind(encode_b256(hash))
-                .execute(&mut *tx)
+        for hash in ops {
+            sqlx::query("UPDATE bundler_user_ops SET tx_hash = $1 WHERE hash = $2")
+                .bind(encode_b256(tx_hash))
+                .bind(encode_b256(*hash))
+                .execute(&mut **db)
                 .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
+}
 
-    /// Records that a transaction was broadcast again at `block` (so it is not retried every poll).
-    pub(crate) async fn touch_tx(&self, tx_hash: B256, block: u64) -> Result<(), BundlerError> {
-        let _turn = self.gate.turn().await;
-        sqlx::query("UPDATE bundler_txs SET sent_block = $1 WHERE tx_hash = $2")
-            .bind(to_i64(block))
-            .bind(encode_b256(tx_hash))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+/// What a bundle's send carries for when it settles: its entry point and operations.
+pub(crate) fn bundle_context(entry_point: EntryPointVersion, ops: &[B256]) -> String {
+    serde_json::json!({ "entry_point": ep_str(entry_point), "ops": ops }).to_string()
+}
 
-    /// The next nonce recorded for `signer`.
-    pub(crate) async fn next_nonce(&self, signer: Address) -> Result<Option<u64>, BundlerError> {
-        let row = sqlx::query("SELECT next_nonce FROM bundler_nonces WHERE signer = $1")
-            .bind(encode_address(signer))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>("next_nonce")).transpose()?.map(to_u64))
+/// The entry point and operations of a bundle's send.
+pub(crate) fn parse_bundle_context(context: &str) -> Result<(EntryPointVersion, Vec<B256>), BundlerError> {
+    #[derive(serde::Deserialize)]
+    struct Context {
+        entry_point: String,
+        ops: Vec<B256>,
     }
+    let c: Context = serde_json::from_str(context).map_err(|e| BundlerError::corrupt("bundle context", e))?;
+    Ok((parse_ep(&c.entry_point)?, c.ops))
 }
 
 fn rep_from_row(row: &AnyRow) -> Result<RepRow, BundlerError> {

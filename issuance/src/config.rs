@@ -63,10 +63,12 @@ pub struct WorkerConfig {
     pub interval: Duration,
     /// Most recipients per batchMint transaction (bounded by the block gas limit).
     pub max_mints_per_tx: usize,
-    /// Attempts at a transaction that reverts before its activities fail.
+    /// Attempts at a call that does not take effect (reverted, cancelled, dropped) before its activities fail.
     pub max_attempts: u32,
     /// The PLOG batch URI prefix (the batch id is appended).
     pub batch_uri: String,
+    /// When the worker's transactions count as stuck (re-sent after 10 s without a receipt).
+    pub sender: custody_sender::SenderConfig,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +79,10 @@ impl Default for WorkerConfig {
             max_mints_per_tx: 400,
             max_attempts: 3,
             batch_uri: "peruri:batch:".to_owned(),
+            sender: custody_sender::SenderConfig {
+                stuck_after: Duration::from_secs(10),
+                ..custody_sender::SenderConfig::default()
+            },
         }
     }
 }

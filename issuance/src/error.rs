@@ -39,9 +39,9 @@ pub enum Error {
         #[source]
         source: alloy::transports::TransportError,
     },
-    /// Signing a transaction failed.
-    #[error("signing a transaction: {0}")]
-    Sign(#[source] alloy::signers::Error),
+    /// The transaction sender failed (the database, the node or the HSM).
+    #[error("sending a transaction: {0}")]
+    Send(#[from] custody_sender::Error),
     /// The issuer key is missing or unusable.
     #[error("issuer key: {0}")]
     Keyring(#[source] custody_signer::Error),
@@ -62,7 +62,8 @@ impl Error {
             Self::Database { .. } | Self::Migrate(_) => "database",
             Self::CorruptRow(_) => "corrupt_row",
             Self::Rpc { .. } => "chain",
-            Self::Sign(_) | Self::Keyring(_) => "signing",
+            Self::Keyring(_) => "signing",
+            Self::Send(e) => e.reason(),
             Self::IntakeStopped => "stopping",
             Self::Wallets(_) => "wallets",
         }

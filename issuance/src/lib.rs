@@ -4,9 +4,9 @@
 //! POST /activity/track ─► Issuance::track ──one DB transaction──► activity + policy items + outbox
 //!                                                                     │
 //!   Worker::tick:  batch ─► merkle tree (StandardMerkleTree shape), planned calls
-//!                  sign  ─► nonce + raw tx stored (HSM issuer / anchor keys)
-//!                  submit ─► eth_sendRawTransaction (same bytes on retry)
-//!                  confirm ─► receipts ─► activities confirmed with root, leaf and proof
+//!                  sign  ─► recorded with custody-sender: nonce + raw tx stored (HSM issuer / anchor keys)
+//!                  submit ─► broadcast (same bytes on retry)
+//!                  confirm ─► the sender's outcomes ─► activities confirmed with root, leaf and proof
 //!   calls: PLOG.anchor(batchId, root, n, uri) · PTKN.batchMint(batchId, …) · PBADGE.batchMint(batchId, …)
 //! ```
 //!
@@ -59,6 +59,7 @@ pub struct Issuance {
 impl Issuance {
     /// The mirror on `pool` (migrated here) with the policy `rules`.
     pub async fn open(pool: AnyPool, rules: PolicyConfig) -> Result<Self, Error> {
+        custody_sender::Sender::migrate(&pool).await?;
         Ok(Self { store: Store::open(pool).await?, policy: std::sync::Arc::new(Policy::new(rules)) })
     }
 

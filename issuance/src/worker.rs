@@ -1,12 +1,12 @@
-//! The mirror worker: outbox → merkle batch → planned calls → signed raw transactions (kept before
-//! sending) → submitted → mined → activities confirmed with their proofs.
+//! The mirror worker: outbox → merkle batch → planned calls → recorded with the transaction sender
+//! (signed, kept before sending) → submitted → mined → activities confirmed with their proofs.
 //!
 //! Every step is a durable transition in the database, so a worker stopped at any point is resumed by
-//! another over the same database: a planned call is signed once (the nonce and the raw transaction are
-//! stored in one database transaction), a signed one is re-sent as the same bytes (the chain mines a
-//! nonce once), and every batch call carries a batch id the contracts refuse twice. Several workers may
-//! run at once: the outbox is claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has one
-//! writer), and signing is serialised by the sender's nonce row.
+//! another over the same database: a planned call is recorded once (the sender stores its nonce and raw
+//! transaction in the transaction that marks the call signed), a recorded one is re-sent as the same
+//! bytes (the chain mines a nonce once), and every batch call carries a batch id the contracts refuse
+//! twice. Several workers may run at once: the outbox is claimed with `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL (SQLite has one writer), and nonces come from the sender's row per key.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,19 +15,15 @@ use std::{
 };
 
 use alloy::{
-    consensus::{SignableTransaction, TxEnvelope, TxLegacy},
-    eips::eip2718::Encodable2718,
-    network::TxSigner,
-    primitives::{Address, B256, Bytes, TxKind, U256},
-    providers::{DynProvider, Provider},
-    rpc::types::TransactionRequest,
+    primitives::{Address, B256, Bytes, U256},
+    providers::DynProvider,
 };
 use custody_accounts::Wallets;
-use custody_db::{decode_address, decode_b256, decode_u256, encode_address, encode_b256};
+use custody_db::{decode_address, decode_u256, encode_address, encode_b256};
+use custody_sender::{Outcome, Sender, Settled};
 use custody_signer::EthSigner;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::{Any, Row, Transaction};
-use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -39,14 +35,10 @@ use crate::{
     store::{Store, now_millis},
 };
 
-/// A submitted transaction without a receipt is re-sent (same bytes) after this long.
-const RESEND_AFTER: Duration = Duration::from_secs(10);
 /// Wallets created at once for users a batch meets for the first time.
 const WALLET_CONCURRENCY: usize = 4;
 /// How often [`Worker::run`] looks for receipts and signs and sends planned calls.
 const POLL: Duration = Duration::from_millis(100);
-/// Gas limit when estimation fails (the call is expected to revert; its receipt decides).
-const FALLBACK_GAS: u64 = 5_000_000;
 
 /// What one [`Worker::tick`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,36 +67,22 @@ pub struct Worker {
     wallets: Wallets,
     issuer: EthSigner,
     anchorer: EthSigner,
-    provider: DynProvider,
+    sender: Sender,
     contracts: IssuanceContracts,
     config: WorkerConfig,
-    chain_id: std::sync::Arc<OnceCell<u64>>,
 }
 
-/// A signed row to send.
-struct Signed {
-    id: String,
-    batch_id: String,
-    raw: Bytes,
-    hash: B256,
-}
+/// Sender ids of issuance calls: `issuance:<call id>#<attempt>`, a new send (and nonce) per attempt.
+const SEND_PREFIX: &str = "issuance:";
 
-impl Signed {
-    /// From an `issuance_txs` row with `id, batch_id, raw, tx_hash`.
-    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, Error> {
-        Ok(Self {
-            id: row.try_get("id").map_err(Error::db("decode tx"))?,
-            batch_id: row.try_get("batch_id").map_err(Error::db("decode tx"))?,
-            raw: parse(row, "raw")?,
-            hash: decode_b256(&row.try_get::<String, _>("tx_hash").map_err(Error::db("decode tx"))?)
-                .map_err(|_| Error::CorruptRow("issuance_txs.tx_hash"))?,
-        })
-    }
+fn send_id(call: &str, attempt: i64) -> String {
+    format!("{SEND_PREFIX}{call}#{attempt}")
 }
 
 impl Worker {
     /// A worker over `issuance`'s database; `issuer` signs PTKN and PBADGE calls, `anchorer` PLOG calls
-    /// (the deployment's ISSUER_ROLE and ANCHOR_ROLE holders); recipients are the users' smart accounts.
+    /// (the deployment's ISSUER_ROLE and ANCHOR_ROLE holders), sent through the transaction sender on
+    /// `provider`'s node; recipients are the users' smart accounts.
     pub fn new(
         issuance: &Issuance,
         wallets: Wallets,
@@ -119,10 +97,9 @@ impl Worker {
             wallets,
             issuer,
             anchorer,
-            provider,
+            sender: Sender::new(issuance.store.pool.clone(), provider, config.sender),
             contracts,
             config,
-            chain_id: Default::default(),
         }
     }
 
@@ -163,17 +140,17 @@ impl Worker {
 
     /// Batches (if `batch`), then signs, submits and follows receipts.
     async fn step(&self, batch: bool) -> Result<Progress, Error> {
+        let batched = if batch { self.batch().await? } else { 0 };
         if batch {
             self.measure_outbox().await?;
         }
-        let batched = if batch { self.batch().await? } else { 0 };
         let signed = self.sign().await?;
         let submitted = self.submit().await?;
         let mined = self.confirm().await?;
         Ok(Progress { batched, signed, submitted, mined })
     }
 
-    /// Sets the outbox depth gauge: activities stored and not yet batched.
+    /// Sets the outbox depth gauge: activities stored and not yet batched, after this pass's batch.
     async fn measure_outbox(&self) -> Result<(), Error> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM issuance_outbox")
             .fetch_one(&self.store.pool)
@@ -342,139 +319,90 @@ impl Worker {
         Ok(leaves.len())
     }
 
-    /// Signs every planned call: nonce, signature and raw bytes are stored in one database transaction.
+    /// Records every planned call with the transaction sender: its nonce, signature and raw bytes are
+    /// stored in the same database transaction that marks the call signed.
     pub async fn sign(&self) -> Result<usize, Error> {
-        let pool = &self.store.pool;
-        let chain_id = *self
-            .chain_id
-            .get_or_try_init(|| async { self.provider.get_chain_id().await.map_err(Error::rpc("eth_chainId")) })
-            .await?;
         let mut signed = 0;
         loop {
             let row = sqlx::query(
-                "SELECT id, target, calldata FROM issuance_txs WHERE status = 'planned' ORDER BY updated_at, id LIMIT 1",
+                "SELECT id, target, calldata, attempts FROM issuance_txs WHERE status = 'planned' \
+                 ORDER BY updated_at, id LIMIT 1",
             )
-            .fetch_optional(pool)
+            .fetch_optional(&self.store.pool)
             .await
             .map_err(Error::db("next planned"))?;
             let Some(row) = row else { return Ok(signed) };
             let id: String = row.try_get("id").map_err(Error::db("decode planned"))?;
+            let attempts: i64 = row.try_get("attempts").map_err(Error::db("decode planned"))?;
             let target = decode_address(&row.try_get::<String, _>("target").map_err(Error::db("decode planned"))?)
                 .map_err(|_| Error::CorruptRow("issuance_txs.target"))?;
             let input: Bytes = parse(&row, "calldata")?;
             let signer = if target == self.contracts.log { &self.anchorer } else { &self.issuer };
-            let from = signer.address();
-            let request = TransactionRequest::default().from(from).to(target).input(input.clone().into());
-            let gas_limit = match self.provider.estimate_gas(request).await {
-                Ok(gas) => gas.saturating_mul(5) / 4 + 20_000,
-                Err(e) if e.is_error_resp() => {
-                    warn!(tx = %id, error = %e, "gas estimation refused; sending with the fallback limit");
-                    FALLBACK_GAS
-                }
-                Err(e) => return Err(Error::rpc("eth_estimateGas")(e)),
-            };
-            let gas_price = self.provider.get_gas_price().await.map_err(Error::rpc("eth_gasPrice"))?;
-            self.ensure_nonce(from).await?;
-
-            let (_turn, mut db) = self.store.begin_write("begin sign").await?;
-            let next: i64 = sqlx::query(
-                "UPDATE issuance_nonces SET next_nonce = next_nonce + 1 WHERE sender = $1 RETURNING next_nonce",
+            let call = custody_sender::Call { to: target, input, ..Default::default() };
+            let prepared = self.sender.prepare(signer.address(), call).await?;
+            let mut write = self.sender.begin().await?;
+            // Claimed first, so a second worker waits here for the first's commit and then finds it taken.
+            let claimed = sqlx::query(
+                "UPDATE issuance_txs SET status = 'signed', sender = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'planned' AND attempts = $4",
             )
-            .bind(encode_address(from))
-            .fetch_one(&mut *db)
-            .await
-            .map_err(Error::db("take nonce"))?
-            .try_get("next_nonce")
-            .map_err(Error::db("decode nonce"))?;
-            let nonce = u64::try_from(next - 1).map_err(|_| Error::CorruptRow("issuance_nonces.next_nonce"))?;
-            let mut legacy = TxLegacy {
-                chain_id: Some(chain_id),
-                nonce,
-                gas_price,
-                gas_limit,
-                to: TxKind::Call(target),
-                value: U256::ZERO,
-                input,
-            };
-            let signature = signer.sign_transaction(&mut legacy).await.map_err(Error::Sign)?;
-            let envelope = TxEnvelope::from(legacy.into_signed(signature));
-            let hash = *envelope.tx_hash();
-            let raw = Bytes::from(envelope.encoded_2718());
-            let updated = sqlx::query(
-                "UPDATE issuance_txs SET status = 'signed', sender = $1, nonce = $2, raw = $3, tx_hash = $4, \
-                 updated_at = $5 WHERE id = $6 AND status = 'planned'",
-            )
-            .bind(encode_address(from))
-            .bind(nonce as i64)
-            .bind(raw.to_string())
-            .bind(encode_b256(hash))
+            .bind(encode_address(signer.address()))
             .bind(now_millis())
             .bind(&id)
-            .execute(&mut *db)
+            .bind(attempts)
+            .execute(&mut *write.db)
             .await
-            .map_err(Error::db("store signed"))?
+            .map_err(Error::db("claim planned"))?
             .rows_affected();
-            if updated == 0 {
-                continue; // another worker signed it first; the nonce is given back by the rollback
+            if claimed == 0 {
+                continue; // another worker signed it first
             }
-            db.commit().await.map_err(Error::db("commit signed"))?;
+            let sent = self.sender.record(&mut write, &send_id(&id, attempts), signer, prepared, &id).await?;
+            sqlx::query("UPDATE issuance_txs SET nonce = $1, tx_hash = $2 WHERE id = $3")
+                .bind(sent.nonce as i64)
+                .bind(encode_b256(sent.hash))
+                .bind(&id)
+                .execute(&mut *write.db)
+                .await
+                .map_err(Error::db("store signed"))?;
+            write.commit().await?;
             failpoint::hit("signed").await;
-            debug!(tx = %id, %hash, nonce, "signed");
+            debug!(tx = %id, hash = %sent.hash, nonce = sent.nonce, "signed");
             signed += 1;
         }
     }
 
-    /// Sends every signed transaction (the stored bytes). A node that already has it, or has mined it,
-    /// counts as sent.
+    /// Broadcasts every signed call (the stored bytes; a node that already has them counts as sent).
     pub async fn submit(&self) -> Result<usize, Error> {
         let rows = sqlx::query(
-            "SELECT id, batch_id, raw, tx_hash FROM issuance_txs WHERE status = 'signed' ORDER BY sender, nonce",
+            "SELECT id, batch_id, sender, attempts FROM issuance_txs WHERE status = 'signed' ORDER BY sender, nonce",
         )
         .fetch_all(&self.store.pool)
         .await
         .map_err(Error::db("select signed"))?;
         let mut submitted = 0;
         for row in rows {
-            let signed = Signed::from_row(&row)?;
-            if self.send(&signed).await? {
-                failpoint::hit("submitted").await;
-                self.mark_submitted(&signed).await?;
-                submitted += 1;
-            }
+            let get = |c: &'static str| row.try_get::<String, _>(c).map_err(Error::db("decode signed"));
+            let (id, batch_id) = (get("id")?, get("batch_id")?);
+            let attempts: i64 = row.try_get("attempts").map_err(Error::db("decode signed"))?;
+            let from = decode_address(&get("sender")?).map_err(|_| Error::CorruptRow("issuance_txs.sender"))?;
+            let key = if from == self.anchorer.address() { &self.anchorer } else { &self.issuer };
+            self.sender.broadcast(&send_id(&id, attempts), key).await?;
+            failpoint::hit("submitted").await;
+            self.mark_submitted(&id, &batch_id).await?;
+            submitted += 1;
         }
         Ok(submitted)
     }
 
-    /// Sends one raw transaction; `Ok(false)` if the node refused it for a reason other than knowing it.
-    async fn send(&self, signed: &Signed) -> Result<bool, Error> {
-        match self.provider.send_raw_transaction(&signed.raw).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_error_resp() => {
-                let text = e.to_string().to_lowercase();
-                let known = text.contains("already known") || text.contains("known transaction");
-                let mined = self
-                    .provider
-                    .get_transaction_receipt(signed.hash)
-                    .await
-                    .map_err(Error::rpc("eth_getTransactionReceipt"))?
-                    .is_some();
-                if !(known || mined) {
-                    warn!(tx = %signed.id, error = %e, "node refused the transaction; will retry");
-                }
-                Ok(known || mined)
-            }
-            Err(e) => Err(Error::rpc("eth_sendRawTransaction")(e)),
-        }
-    }
-
-    async fn mark_submitted(&self, signed: &Signed) -> Result<(), Error> {
+    async fn mark_submitted(&self, id: &str, batch_id: &str) -> Result<(), Error> {
         let now = now_millis();
         let (_turn, mut tx) = self.store.begin_write("begin submitted").await?;
         sqlx::query(
             "UPDATE issuance_txs SET status = 'submitted', updated_at = $1 WHERE id = $2 AND status = 'signed'",
         )
         .bind(now)
-        .bind(&signed.id)
+        .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(Error::db("mark tx submitted"))?;
@@ -483,71 +411,24 @@ impl Worker {
              AND status = 'batched'",
         )
         .bind(now)
-        .bind(&signed.batch_id)
+        .bind(batch_id)
         .execute(&mut *tx)
         .await
         .map_err(Error::db("mark activities submitted"))?;
         tx.commit().await.map_err(Error::db("commit submitted"))
     }
 
-    /// Follows receipts: mined calls are recorded; reverted ones are planned again (same batch id, new
-    /// nonce) up to `max_attempts`; a batch whose calls are all mined confirms its activities.
+    /// Takes the sender's outcomes: a mined call is recorded; one that reverted, or was cancelled,
+    /// dropped or refused, is planned again (same batch id, new nonce) up to `max_attempts`; a batch whose
+    /// calls are all mined confirms its activities.
     pub async fn confirm(&self) -> Result<usize, Error> {
-        let rows = sqlx::query(
-            "SELECT id, batch_id, raw, tx_hash, attempts, updated_at FROM issuance_txs WHERE status = 'submitted'",
-        )
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(Error::db("select submitted"))?;
         let mut mined = 0;
-        for row in rows {
-            let signed = Signed::from_row(&row)?;
-            let attempts: i64 = row.try_get("attempts").map_err(Error::db("decode submitted"))?;
-            let updated_at: i64 = row.try_get("updated_at").map_err(Error::db("decode submitted"))?;
-            let receipt = self
-                .provider
-                .get_transaction_receipt(signed.hash)
-                .await
-                .map_err(Error::rpc("eth_getTransactionReceipt"))?;
-            let Some(receipt) = receipt else {
-                if now_millis() - updated_at > RESEND_AFTER.as_millis() as i64 {
-                    self.send(&signed).await?;
-                    sqlx::query("UPDATE issuance_txs SET updated_at = $1 WHERE id = $2")
-                        .bind(now_millis())
-                        .bind(&signed.id)
-                        .execute(&self.store.pool)
-                        .await
-                        .map_err(Error::db("touch submitted"))?;
-                }
-                continue;
-            };
-            failpoint::hit("mined").await;
-            let block = receipt.block_number.map(|b| b as i64);
-            let (status, error) = if receipt.status() {
-                ("mined", None)
-            } else if attempts + 1 < i64::from(self.config.max_attempts) {
-                warn!(tx = %signed.id, hash = %signed.hash, "transaction reverted; planning it again");
-                ("planned", Some(format!("attempt {} reverted", attempts + 1)))
-            } else {
-                warn!(tx = %signed.id, hash = %signed.hash, "transaction reverted; giving up");
-                ("failed", Some(format!("transaction reverted after {} attempts", attempts + 1)))
-            };
-            let attempts = if receipt.status() { attempts } else { attempts + 1 };
-            sqlx::query(
-                "UPDATE issuance_txs SET status = $1, error = $2, attempts = $3, block_number = $4, gas_used = $5, \
-                 updated_at = $6 WHERE id = $7 AND status = 'submitted'",
-            )
-            .bind(status)
-            .bind(error)
-            .bind(attempts)
-            .bind(block)
-            .bind(receipt.gas_used as i64)
-            .bind(now_millis())
-            .bind(&signed.id)
-            .execute(&self.store.pool)
-            .await
-            .map_err(Error::db("record receipt"))?;
-            mined += 1;
+        for key in [&self.issuer, &self.anchorer] {
+            for settled in self.sender.track(key).await? {
+                failpoint::hit("mined").await;
+                mined += self.record_outcome(&settled).await?;
+                self.sender.finish(&settled.id).await?;
+            }
         }
         // Every batch with all its receipts in: those just recorded, and any a worker recorded before it
         // died (or failed) without settling it.
@@ -556,6 +437,53 @@ impl Worker {
             self.settle(&batch).await?;
         }
         Ok(mined)
+    }
+
+    /// Records one call's outcome on its row (once: the row must still be at that attempt). Returns 1 if
+    /// it was recorded.
+    async fn record_outcome(&self, settled: &Settled) -> Result<usize, Error> {
+        let Some((id, attempt)) = settled.id.strip_prefix(SEND_PREFIX).and_then(|rest| rest.rsplit_once('#')) else {
+            return Err(Error::CorruptRow("sender id of an issuance call"));
+        };
+        let attempt: i64 = attempt.parse().map_err(|_| Error::CorruptRow("sender id attempt"))?;
+        let (receipt, failure) = match &settled.outcome {
+            Outcome::Included(receipt) if receipt.status() => (Some(receipt), None),
+            Outcome::Included(receipt) => (Some(receipt), Some("reverted".to_owned())),
+            Outcome::Cancelled(receipt) => (Some(receipt), Some("cancelled when stuck".to_owned())),
+            Outcome::Dropped => (None, Some("its nonce was taken by another transaction".to_owned())),
+            Outcome::Rejected(reason) => (None, Some(format!("refused by the node: {reason}"))),
+        };
+        let (status, error) = match failure {
+            None => ("mined", None),
+            Some(why) if attempt + 1 < i64::from(self.config.max_attempts) => {
+                warn!(tx = %id, %why, "transaction did not take effect; planning it again");
+                ("planned", Some(format!("attempt {} {why}", attempt + 1)))
+            }
+            Some(why) => {
+                warn!(tx = %id, %why, "transaction did not take effect; giving up");
+                ("failed", Some(format!("transaction {why} after {} attempts", attempt + 1)))
+            }
+        };
+        let attempts = if status == "mined" { attempt } else { attempt + 1 };
+        let mined = receipt.filter(|_| status == "mined");
+        let done = sqlx::query(
+            "UPDATE issuance_txs SET status = $1, error = $2, attempts = $3, block_number = $4, gas_used = $5, \
+             tx_hash = COALESCE($6, tx_hash), updated_at = $7 \
+             WHERE id = $8 AND attempts = $9 AND status IN ('signed', 'submitted')",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(attempts)
+        .bind(mined.and_then(|r| r.block_number).map(|b| b as i64))
+        .bind(mined.map(|r| r.gas_used as i64))
+        .bind(mined.map(|r| encode_b256(r.transaction_hash)))
+        .bind(now_millis())
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.store.pool)
+        .await
+        .map_err(Error::db("record receipt"))?;
+        Ok(usize::from(done.rows_affected() == 1))
     }
 
     /// Pending batches with no transaction left in flight (every receipt recorded, the batch not settled).
@@ -626,31 +554,6 @@ impl Worker {
         }
         metrics::counter!("custody_issuance_batches_total", "outcome" => outcome.0).increment(1);
         info!(batch_id = batch, outcome = outcome.0, "batch settled");
-        Ok(())
-    }
-
-    /// Makes sure the sender has a nonce row, starting at the chain's pending count.
-    async fn ensure_nonce(&self, sender: Address) -> Result<(), Error> {
-        let known = sqlx::query("SELECT next_nonce FROM issuance_nonces WHERE sender = $1")
-            .bind(encode_address(sender))
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(Error::db("select nonce"))?;
-        if known.is_some() {
-            return Ok(());
-        }
-        let count = self
-            .provider
-            .get_transaction_count(sender)
-            .pending()
-            .await
-            .map_err(Error::rpc("eth_getTransactionCount"))?;
-        sqlx::query("INSERT INTO issuance_nonces (sender, next_nonce) VALUES ($1, $2) ON CONFLICT (sender) DO NOTHING")
-            .bind(encode_address(sender))
-            .bind(count as i64)
-            .execute(&self.store.pool)
-            .await
-            .map_err(Error::db("insert nonce"))?;
         Ok(())
     }
 

@@ -188,8 +188,13 @@ async fn crash_and_resume(engine: Engine) {
             }
             if matches!(crash, Crash::SentUnrecorded) {
                 let pool = env.keys.db.pool().await;
-                for row in
-                    sqlx::query("SELECT raw FROM issuance_txs WHERE status = 'signed'").fetch_all(&pool).await.unwrap()
+                for row in sqlx::query(
+                    "SELECT a.raw FROM sender_attempts a JOIN issuance_txs t ON t.tx_hash = a.tx_hash \
+                         WHERE t.status = 'signed'",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap()
                 {
                     let raw: String = row.get("raw");
                     let raw: alloy::primitives::Bytes = raw.parse().unwrap();
