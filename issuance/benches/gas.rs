@@ -16,7 +16,6 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::Address;
 use custody_contracts::bindings::peruri_token::PeruriToken;
 use custody_db::test_utils::Engine;
-use sqlx::Row;
 
 #[tokio::main]
 async fn main() {
@@ -33,10 +32,8 @@ async fn main() {
         );
     }
     env.settle(&ids).await;
-    let pool = env.keys.db.pool().await;
-    let rows = sqlx::query("SELECT gas_used FROM issuance_txs WHERE status = 'mined'").fetch_all(&pool).await.unwrap();
-    let batched: i64 = rows.iter().map(|r| r.get::<i64, _>("gas_used")).sum();
-    let txs = rows.len();
+    let totals = env.issuance.totals().await.unwrap();
+    let (batched, txs) = (totals.gas_used, totals.mined_calls);
 
     // Baseline: one mint per user from the issuer key (HSM-signed through alloy's wallet filler).
     let provider = env.chain.provider_with(EthereumWallet::from(env.issuer.clone()));

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use alloy::{
     eips::BlockNumberOrTag,
-    primitives::{Address, B256, U256},
+    primitives::B256,
     providers::{DynProvider, Provider},
     rpc::types::{Filter, Log},
     sol_types::SolEvent,
 };
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_token::PeruriToken};
-use custody_db::{decode_u256, encode_address, encode_b256, encode_u256};
-use sqlx::{Any, Row, Transaction};
 use tracing::{info, warn};
 
-use crate::{Error, Issuance, plan::IssuanceContracts, store::Store};
+use crate::{
+    Error, Issuance,
+    plan::IssuanceContracts,
+    store::{Store, Transfer},
+};
 
 /// Most blocks per `eth_getLogs` range.
 const RANGE: u64 = 2_000;
@@ -58,25 +60,14 @@ impl Indexer {
 
     /// Drops the caches and the cursor: the next steps rebuild them from block 0.
     pub async fn reset(&self) -> Result<(), Error> {
-        let (_turn, mut tx) = self.store.begin_write("begin reset").await?;
-        for table in ["issuance_indexed_blocks", "token_balance_cache", "badge_index"] {
-            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(Error::db("reset"))?;
-        }
-        tx.commit().await.map_err(Error::db("commit reset"))
+        self.store.reset_index().await
     }
 
     /// Indexes up to `RANGE` new blocks; returns how many it applied (0: up to date).
     pub async fn step(&self) -> Result<u64, Error> {
         let head = self.provider.get_block_number().await.map_err(Error::rpc("eth_blockNumber"))?;
-        let cursor = sqlx::query("SELECT number, hash FROM issuance_indexed_blocks ORDER BY number DESC LIMIT 1")
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(Error::db("select cursor"))?;
-        let from = match cursor {
-            Some(row) => {
-                let number: i64 = row.try_get("number").map_err(Error::db("decode cursor"))?;
-                let hash: String = row.try_get("hash").map_err(Error::db("decode cursor"))?;
-                let number = u64::try_from(number).map_err(|_| Error::CorruptRow("issuance_indexed_blocks.number"))?;
+        let from = match self.store.index_cursor().await? {
+            Some((number, hash)) => {
                 if self.block_hash(number).await?.map(|h| h.to_string()) != Some(hash) {
                     warn!(block = number, "the indexed block is no longer on the chain; rebuilding the caches");
                     self.reset().await?;
@@ -102,23 +93,8 @@ impl Indexer {
             .from_block(from)
             .to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(Error::rpc("eth_getLogs"))?;
-        let (_turn, mut tx) = self.store.begin_write("begin index").await?;
-        // A write first (SQLite write lock at once).
-        sqlx::query("INSERT INTO issuance_indexed_blocks (number, hash) VALUES ($1, $2)")
-            .bind(to as i64)
-            .bind(encode_b256(hash))
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("advance cursor"))?;
-        sqlx::query("DELETE FROM issuance_indexed_blocks WHERE number < $1")
-            .bind(to as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("trim cursor"))?;
-        for log in &logs {
-            self.apply(&mut tx, log).await?;
-        }
-        tx.commit().await.map_err(Error::db("commit index"))?;
+        let transfers = logs.iter().map(|log| self.transfers(log)).collect::<Result<Vec<_>, _>>()?;
+        self.store.index(to, hash, &transfers.concat()).await?;
         if !logs.is_empty() {
             info!(from, to, logs = logs.len(), "indexed");
         }
@@ -134,86 +110,21 @@ impl Indexer {
         Ok(block.map(|b| b.header.hash))
     }
 
-    async fn apply(&self, tx: &mut Transaction<'_, Any>, log: &Log) -> Result<(), Error> {
+    /// The transfers `log` reports.
+    fn transfers(&self, log: &Log) -> Result<Vec<Transfer>, Error> {
         let bad = |_| Error::CorruptRow("undecodable event log");
-        if log.address() == self.contracts.token {
+        Ok(if log.address() == self.contracts.token {
             let e = PeruriToken::Transfer::decode_log(&log.inner).map_err(bad)?;
-            add_balance(tx, e.from, e.value, false).await?;
-            add_balance(tx, e.to, e.value, true).await?;
+            vec![Transfer { from: e.from, to: e.to, badge: None, value: e.value }]
         } else if let Ok(e) = PeruriBadge::TransferSingle::decode_log(&log.inner) {
-            add_badge(tx, e.from, e.id, e.value, false).await?;
-            add_badge(tx, e.to, e.id, e.value, true).await?;
+            vec![Transfer { from: e.from, to: e.to, badge: Some(e.id), value: e.value }]
         } else {
             let e = PeruriBadge::TransferBatch::decode_log(&log.inner).map_err(bad)?;
-            for (id, value) in e.ids.iter().zip(&e.values) {
-                add_badge(tx, e.from, *id, *value, false).await?;
-                add_badge(tx, e.to, *id, *value, true).await?;
-            }
-        }
-        Ok(())
+            e.ids
+                .iter()
+                .zip(&e.values)
+                .map(|(id, value)| Transfer { from: e.from, to: e.to, badge: Some(*id), value: *value })
+                .collect()
+        })
     }
-}
-
-fn apply_delta(current: Option<String>, value: U256, credit: bool) -> Result<U256, Error> {
-    let current: U256 =
-        current.map_or(Ok(U256::ZERO), |c| decode_u256(&c)).map_err(|_| Error::CorruptRow("cached amount"))?;
-    Ok(if credit { current.saturating_add(value) } else { current.saturating_sub(value) })
-}
-
-async fn add_balance(tx: &mut Transaction<'_, Any>, account: Address, value: U256, credit: bool) -> Result<(), Error> {
-    if account == Address::ZERO {
-        return Ok(());
-    }
-    let current = sqlx::query("SELECT balance FROM token_balance_cache WHERE account = $1")
-        .bind(encode_address(account))
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(Error::db("select balance"))?
-        .map(|r| r.try_get::<String, _>("balance"))
-        .transpose()
-        .map_err(Error::db("decode balance"))?;
-    let next = apply_delta(current, value, credit)?;
-    sqlx::query(
-        "INSERT INTO token_balance_cache (account, balance) VALUES ($1, $2) \
-         ON CONFLICT (account) DO UPDATE SET balance = excluded.balance",
-    )
-    .bind(encode_address(account))
-    .bind(encode_u256(next))
-    .execute(&mut **tx)
-    .await
-    .map_err(Error::db("upsert balance"))?;
-    Ok(())
-}
-
-async fn add_badge(
-    tx: &mut Transaction<'_, Any>,
-    account: Address,
-    id: U256,
-    value: U256,
-    credit: bool,
-) -> Result<(), Error> {
-    if account == Address::ZERO {
-        return Ok(());
-    }
-    let current = sqlx::query("SELECT amount FROM badge_index WHERE account = $1 AND badge_id = $2")
-        .bind(encode_address(account))
-        .bind(encode_u256(id))
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(Error::db("select badge"))?
-        .map(|r| r.try_get::<String, _>("amount"))
-        .transpose()
-        .map_err(Error::db("decode badge"))?;
-    let next = apply_delta(current, value, credit)?;
-    sqlx::query(
-        "INSERT INTO badge_index (account, badge_id, amount) VALUES ($1, $2, $3) \
-         ON CONFLICT (account, badge_id) DO UPDATE SET amount = excluded.amount",
-    )
-    .bind(encode_address(account))
-    .bind(encode_u256(id))
-    .bind(encode_u256(next))
-    .execute(&mut **tx)
-    .await
-    .map_err(Error::db("upsert badge"))?;
-    Ok(())
 }

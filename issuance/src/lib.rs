@@ -8,18 +8,23 @@
 //!                  submit ─► broadcast (same bytes on retry)
 //!                  confirm ─► the sender's outcomes ─► activities confirmed with root, leaf and proof
 //!   calls: PLOG.anchor(batchId, root, n, uri) · PTKN.batchMint(batchId, …) · PBADGE.batchMint(batchId, …)
+//!   Indexer: PTKN / PBADGE logs ─► token_balance_cache, badge_index ─► Issuance::token_balance, badges
 //! ```
 //!
-//! Nothing is minted twice: each call's batch id is derived from the batch's root and refused on-chain
-//! a second time, and a signed transaction is kept and re-sent byte for byte.
+//! An item is one `ItemKind` throughout (a PTKN mint or burn, a badge, a log entry): the policy
+//! issues it, the store keeps it, the plan turns it into calls; a stored kind it does not know is a
+//! corrupt row. Nothing is minted twice: each call's batch id is derived from the batch's root and
+//! refused on-chain a second time, and a signed transaction is kept and re-sent byte for byte.
 //!
 //! The tables live in the service database (`custody-db`: pool, write gate, `custody_db::migrate` of
-//! `issuance/migrations/{sqlite,postgres}`).
+//! `issuance/migrations/{sqlite,postgres}`); every query is a method of the crate's store (`store/`:
+//! intake, views, batches, calls, caches), which the worker, the indexer and [`Issuance`] call.
 
 mod config;
 mod error;
 mod failpoint;
 mod indexer;
+mod item;
 mod merkle;
 mod plan;
 mod policy;
@@ -35,17 +40,18 @@ pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
 pub use plan::{IssuanceContracts, chain_batch_id};
 pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig};
 pub use store::{
-    ActivityCursor, ActivityQuery, ActivitySummary, ActivityView, IssuedItem, NewActivity, TrackRequest, Tracked,
+    ActivityCursor, ActivityQuery, ActivityStatus, ActivitySummary, ActivityView, IssuedItem, MirrorTotals,
+    NewActivity, TrackRequest, Tracked,
 };
 pub use worker::{Progress, Worker};
 
 use alloy::primitives::{Address, U256};
-use custody_db::{decode_u256, encode_address};
 use serde_json::json;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::{
-    policy::{Award, BURN, MINT, Policy},
+    item::ItemKind,
+    policy::{BURN, MINT, Policy},
     store::Store,
 };
 
@@ -87,7 +93,7 @@ impl Issuance {
         amount: u64,
         reason: &str,
     ) -> Result<Tracked, Error> {
-        self.direct(caller, key, user_id, MINT, Award::Token(amount), reason).await
+        self.direct(caller, key, user_id, MINT, ItemKind::token(amount), reason).await
     }
 
     /// Burns `amount` whole PTKN from the user's account (spending), through the same path.
@@ -99,7 +105,7 @@ impl Issuance {
         amount: u64,
         reason: &str,
     ) -> Result<Tracked, Error> {
-        self.direct(caller, key, user_id, BURN, Award::Burn(amount), reason).await
+        self.direct(caller, key, user_id, BURN, ItemKind::burn(amount), reason).await
     }
 
     async fn direct(
@@ -108,10 +114,10 @@ impl Issuance {
         key: &str,
         user_id: &str,
         kind: &str,
-        award: Award,
+        item: ItemKind,
         reason: &str,
     ) -> Result<Tracked, Error> {
-        if matches!(award, Award::Token(0) | Award::Burn(0)) {
+        if item.is_zero_amount() {
             return Err(Error::Invalid("amount must be at least 1"));
         }
         if reason.chars().count() > 256 {
@@ -124,8 +130,8 @@ impl Issuance {
             occurred_at: store::now_millis() / 1000,
         };
         // The time of the request is the server's: not part of what the caller sent.
-        let fingerprint = store::fingerprint(&activity, None, Some(&award));
-        self.intake(caller, key, activity, Some(award), fingerprint).await
+        let fingerprint = store::fingerprint(&activity, None, Some(&item));
+        self.intake(caller, key, activity, Some(item), fingerprint).await
     }
 
     /// Checks and stores one activity (see [`Issuance::track`]).
@@ -134,7 +140,7 @@ impl Issuance {
         caller: &str,
         key: &str,
         activity: NewActivity,
-        direct: Option<Award>,
+        direct: Option<ItemKind>,
         request_hash: String,
     ) -> Result<Tracked, Error> {
         if direct.is_none() && !store::intake_kind_ok(&activity.kind) {
@@ -168,36 +174,22 @@ impl Issuance {
 
     /// The PTKN balance of `account` (base units) in `token_balance_cache`, as last indexed.
     pub async fn token_balance(&self, account: Address) -> Result<U256, Error> {
-        let row = sqlx::query("SELECT balance FROM token_balance_cache WHERE account = $1")
-            .bind(encode_address(account))
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(Error::db("select balance"))?;
-        let Some(row) = row else { return Ok(U256::ZERO) };
-        let text: String = row.try_get("balance").map_err(Error::db("decode balance"))?;
-        decode_u256(&text).map_err(|_| Error::CorruptRow("token_balance_cache.balance"))
+        self.store.token_balance(account).await
     }
 
     /// The badges `account` holds (`(badge id, amount)`, amount > 0) in `badge_index`, as last indexed.
     pub async fn badges(&self, account: Address) -> Result<Vec<(U256, U256)>, Error> {
-        let rows = sqlx::query("SELECT badge_id, amount FROM badge_index WHERE account = $1")
-            .bind(encode_address(account))
-            .fetch_all(&self.store.pool)
-            .await
-            .map_err(Error::db("select badges"))?;
-        let mut badges = Vec::new();
-        for row in rows {
-            let get = |c: &'static str| -> Result<U256, Error> {
-                let text: String = row.try_get(c).map_err(Error::db("decode badge"))?;
-                decode_u256(&text).map_err(|_| Error::CorruptRow("badge_index"))
-            };
-            let (id, amount) = (get("badge_id")?, get("amount")?);
-            if !amount.is_zero() {
-                badges.push((id, amount));
-            }
-        }
-        badges.sort();
-        Ok(badges)
+        self.store.badges(account).await
+    }
+
+    /// Every activity's status and when it last changed (for benchmarks: one query over all of them).
+    pub async fn statuses(&self) -> Result<Vec<ActivityStatus>, Error> {
+        self.store.statuses().await
+    }
+
+    /// What the mirror has planned and sent: batches, mined calls and their gas, PTKN mints carried.
+    pub async fn totals(&self) -> Result<MirrorTotals, Error> {
+        self.store.totals().await
     }
 }
 

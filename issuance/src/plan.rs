@@ -1,12 +1,15 @@
-//! Turning a merkle batch into contract calls: the PLOG anchor, then PTKN and PBADGE `batchMint` chunks
-//! (recipients aggregated, at most `max_mints_per_tx` each), then one PTKN `burn` per burn. Every batch
-//! call carries a batch id derived from the batch's root, so a retried call is refused on-chain.
+//! Turning a merkle batch into contract calls: the PLOG anchor (which carries the log items), then PTKN
+//! and PBADGE `batchMint` chunks (recipients aggregated, at most `max_mints_per_tx` each), then one PTKN
+//! `burn` per burn. Every batch call carries a batch id derived from the batch's root, so a retried call
+//! is refused on-chain.
 
 use std::collections::BTreeMap;
 
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::sol_types::{SolCall, SolValue};
 use custody_contracts::bindings::{peruri_badge::PeruriBadge, peruri_log::PeruriLog, peruri_token::PeruriToken};
+
+use crate::item::ItemKind;
 
 /// The contracts issuance calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,20 +33,12 @@ pub fn chain_batch_id(root: B256, tag: &str, chunk: u64) -> B256 {
     keccak256((root, tag.to_owned(), U256::from(chunk)).abi_encode_params())
 }
 
-/// One issued item to carry: its row id, recipient and what.
+/// One issued item to carry: its row id, recipient and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Item {
     pub(crate) id: i64,
     pub(crate) recipient: Address,
-    pub(crate) what: What,
-}
-
-/// What an item moves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum What {
-    Mint(U256),
-    Badge(U256),
-    Burn(U256),
+    pub(crate) kind: ItemKind,
 }
 
 /// A planned call and the items it carries.
@@ -54,7 +49,7 @@ pub(crate) struct Call {
     pub(crate) items: Vec<i64>,
 }
 
-/// The calls of a batch, anchor first.
+/// The calls of a batch, anchor first (carrying the log items).
 pub(crate) fn plan(
     contracts: IssuanceContracts,
     root: B256,
@@ -76,18 +71,19 @@ pub(crate) fn plan(
     let mut mints: BTreeMap<Address, (U256, Vec<i64>)> = BTreeMap::new();
     let mut badges: BTreeMap<(Address, U256), Vec<i64>> = BTreeMap::new();
     for item in items {
-        match &item.what {
-            What::Mint(amount) => {
+        match &item.kind {
+            ItemKind::Token(amount) => {
                 let entry = mints.entry(item.recipient).or_default();
                 entry.0 += *amount;
                 entry.1.push(item.id);
             }
-            What::Badge(id) => badges.entry((item.recipient, *id)).or_default().push(item.id),
-            What::Burn(amount) => calls.push(Call {
+            ItemKind::Badge(id) => badges.entry((item.recipient, *id)).or_default().push(item.id),
+            ItemKind::Burn(amount) => calls.push(Call {
                 target: contracts.token,
                 calldata: PeruriToken::burnCall { from: item.recipient, amount: *amount }.abi_encode().into(),
                 items: vec![item.id],
             }),
+            ItemKind::Log => calls[0].items.push(item.id),
         }
     }
     let burns = calls.split_off(1);
@@ -128,12 +124,13 @@ mod tests {
         };
         let (a, b, c) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb), Address::repeat_byte(0xc));
         let items = vec![
-            Item { id: 1, recipient: a, what: What::Mint(U256::from(5)) },
-            Item { id: 2, recipient: a, what: What::Mint(U256::from(7)) },
-            Item { id: 3, recipient: b, what: What::Mint(U256::from(1)) },
-            Item { id: 4, recipient: c, what: What::Mint(U256::from(1)) },
-            Item { id: 5, recipient: a, what: What::Badge(U256::from(9)) },
-            Item { id: 6, recipient: b, what: What::Burn(U256::from(2)) },
+            Item { id: 1, recipient: a, kind: ItemKind::Token(U256::from(5)) },
+            Item { id: 2, recipient: a, kind: ItemKind::Token(U256::from(7)) },
+            Item { id: 3, recipient: b, kind: ItemKind::Token(U256::from(1)) },
+            Item { id: 4, recipient: c, kind: ItemKind::Token(U256::from(1)) },
+            Item { id: 5, recipient: a, kind: ItemKind::Badge(U256::from(9)) },
+            Item { id: 6, recipient: b, kind: ItemKind::Burn(U256::from(2)) },
+            Item { id: 7, recipient: c, kind: ItemKind::Log },
         ];
         let root = B256::repeat_byte(7);
         let calls = plan(contracts, root, 4, "u", &items, 2);
@@ -148,6 +145,7 @@ mod tests {
         assert_eq!((second.batchId, second.recipients), (chain_batch_id(root, "PTKN", 1), vec![c]));
         let anchor = PeruriLog::anchorCall::abi_decode(&calls[0].calldata).expect("decodes");
         assert_eq!((anchor.root, anchor.leafCount), (root, 4));
+        assert_eq!(calls[0].items, vec![7], "the anchor carries the log items");
         assert_eq!(calls[4].items, vec![6]);
         assert_ne!(chain_batch_id(root, "PTKN", 0), chain_batch_id(root, "PBADGE", 0));
     }

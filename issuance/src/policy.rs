@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::config::PolicyConfig;
+use crate::{config::PolicyConfig, item::ItemKind};
 
 /// Activity types with rules.
 pub(crate) const ATTENDANCE: &str = "attendance";
@@ -20,19 +20,6 @@ pub(crate) const MILESTONE: &str = "milestone";
 /// Internal types of direct mints and burns (`/mintToken`, `/v1/tokens/burn`); refused at intake.
 pub(crate) const MINT: &str = "_mint";
 pub(crate) const BURN: &str = "_burn";
-
-/// One thing an activity issues.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Award {
-    /// PTKN, in whole tokens.
-    Token(u64),
-    /// A PBADGE id (at most once per user).
-    Badge(u64),
-    /// A PTKN burn, in whole tokens.
-    Burn(u64),
-    /// A log entry (the activity's leaf in the anchored batch).
-    Log,
-}
 
 /// The rules, evaluated without side effects.
 #[derive(Clone, Debug)]
@@ -52,37 +39,37 @@ impl Policy {
 
     /// What an activity issues, each award with the period count (see [`Policy::counter`]) from which it
     /// is issued, 0 for always: the store applies them once it knows the count after this activity.
-    pub(crate) fn awards(&self, kind: &str, payload: &Value, occurred_at: i64) -> Vec<(Award, u64)> {
+    pub(crate) fn awards(&self, kind: &str, payload: &Value, occurred_at: i64) -> Vec<(ItemKind, u64)> {
         let c = &self.config;
         match kind {
             ATTENDANCE => {
-                let mut awards = vec![(Award::Token(c.attendance.amount), 0)];
+                let mut awards = vec![(ItemKind::token(c.attendance.amount), 0)];
                 let threshold = c.attendance.monthly_threshold;
                 if threshold > 0 {
                     let month = crate::time::year_month(occurred_at);
-                    awards.push((Award::Badge(c.attendance.monthly_badge_base.saturating_add(month)), threshold));
+                    awards.push((ItemKind::badge(c.attendance.monthly_badge_base.saturating_add(month)), threshold));
                 }
                 awards
             }
             TRAINING => {
                 let badge = payload.get("badge_id").and_then(Value::as_u64).unwrap_or(c.training.badge_id);
-                vec![(Award::Badge(badge), 0), (Award::Token(c.training.bonus), 0)]
+                vec![(ItemKind::badge(badge), 0), (ItemKind::token(c.training.bonus), 0)]
             }
             MILESTONE => {
                 let name = payload.get("milestone").and_then(Value::as_str);
                 let badge = name.and_then(|n| c.milestones.get(n)).copied();
-                badge.map(Award::Badge).into_iter().chain([Award::Log]).map(|a| (a, 0)).collect()
+                badge.map(ItemKind::badge).into_iter().chain([ItemKind::Log]).map(|a| (a, 0)).collect()
             }
             _ => Vec::new(),
         }
         .into_iter()
-        .filter(|(a, _)| !matches!(a, Award::Token(0)))
+        .filter(|(a, _)| !a.is_zero_amount())
         .collect()
     }
 
     /// What an activity issues when the period count after it is `count`.
     #[cfg(test)]
-    fn evaluate(&self, kind: &str, payload: &Value, occurred_at: i64, count: u64) -> Vec<Award> {
+    fn evaluate(&self, kind: &str, payload: &Value, occurred_at: i64, count: u64) -> Vec<ItemKind> {
         self.awards(kind, payload, occurred_at).into_iter().filter(|(_, from)| count >= *from).map(|(a, _)| a).collect()
     }
 }
@@ -107,11 +94,11 @@ mod tests {
     #[test]
     fn attendance_pays_and_the_months_badge_comes_at_the_threshold() {
         let p = policy();
-        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 1), vec![Award::Token(10)]);
-        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 2), vec![Award::Token(10)]);
+        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 1), vec![ItemKind::token(10)]);
+        assert_eq!(p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 2), vec![ItemKind::token(10)]);
         assert_eq!(
             p.evaluate(ATTENDANCE, &json!({}), JAN_2026, 3),
-            vec![Award::Token(10), Award::Badge(1_202_601)],
+            vec![ItemKind::token(10), ItemKind::badge(1_202_601)],
             "threshold reached: the month's badge (the store keeps it to once per user)"
         );
         assert_eq!(Policy::counter(ATTENDANCE, JAN_2026).as_deref(), Some("202601"));
@@ -121,13 +108,16 @@ mod tests {
     #[test]
     fn training_milestones_and_unknown_types() {
         let p = policy();
-        assert_eq!(p.evaluate(TRAINING, &json!({}), JAN_2026, 0), vec![Award::Badge(7), Award::Token(50)]);
-        assert_eq!(p.evaluate(TRAINING, &json!({"badge_id": 8}), JAN_2026, 0), vec![Award::Badge(8), Award::Token(50)]);
+        assert_eq!(p.evaluate(TRAINING, &json!({}), JAN_2026, 0), vec![ItemKind::badge(7), ItemKind::token(50)]);
+        assert_eq!(
+            p.evaluate(TRAINING, &json!({"badge_id": 8}), JAN_2026, 0),
+            vec![ItemKind::badge(8), ItemKind::token(50)]
+        );
         assert_eq!(
             p.evaluate(MILESTONE, &json!({"milestone": "first_year"}), JAN_2026, 0),
-            vec![Award::Badge(900), Award::Log]
+            vec![ItemKind::badge(900), ItemKind::Log]
         );
-        assert_eq!(p.evaluate(MILESTONE, &json!({"milestone": "other"}), JAN_2026, 0), vec![Award::Log]);
+        assert_eq!(p.evaluate(MILESTONE, &json!({"milestone": "other"}), JAN_2026, 0), vec![ItemKind::Log]);
         assert_eq!(p.evaluate("coffee_break", &json!({"x": 1}), JAN_2026, 0), vec![]);
     }
 

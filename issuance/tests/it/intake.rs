@@ -62,15 +62,10 @@ async fn idempotent_and_policy(engine: Engine) {
     assert!(m.activity("0x00").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn sqlite_intake_is_idempotent_and_applies_the_policy() {
-    idempotent_and_policy(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_intake_is_idempotent_and_applies_the_policy() {
-    idempotent_and_policy(Engine::Postgres).await;
-}
+on_each_engine!(
+    idempotent_and_policy: sqlite_intake_is_idempotent_and_applies_the_policy,
+    postgres_intake_is_idempotent_and_applies_the_policy
+);
 
 #[tokio::test]
 async fn bad_activities_are_refused_and_store_nothing() {
@@ -117,12 +112,7 @@ async fn concurrent_intake(engine: Engine) {
     assert_eq!(badges, 4, "one month badge per user");
 }
 
-#[tokio::test]
-async fn sqlite_concurrent_intake_makes_one_activity_per_key() {
-    concurrent_intake(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_concurrent_intake_makes_one_activity_per_key() {
-    concurrent_intake(Engine::Postgres).await;
-}
+on_each_engine!(
+    concurrent_intake: sqlite_concurrent_intake_makes_one_activity_per_key,
+    postgres_concurrent_intake_makes_one_activity_per_key
+);

@@ -149,15 +149,10 @@ async fn the_indexer_rewinds_after_a_reorg() {
     assert_eq!(m.token_balance(erin).await.unwrap(), U256::ZERO, "the reorged mint is gone from the cache");
 }
 
-#[tokio::test]
-async fn sqlite_activities_are_anchored_minted_once_and_proven() {
-    end_to_end(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_activities_are_anchored_minted_once_and_proven() {
-    end_to_end(Engine::Postgres).await;
-}
+on_each_engine!(
+    end_to_end: sqlite_activities_are_anchored_minted_once_and_proven,
+    postgres_activities_are_anchored_minted_once_and_proven
+);
 
 /// Where the first worker stops.
 #[derive(Clone, Copy, Debug)]
@@ -224,15 +219,10 @@ async fn crash_and_resume(engine: Engine) {
     assert_eq!(mints.values().sum::<usize>(), steps.len());
 }
 
-#[tokio::test]
-async fn sqlite_a_crash_between_any_two_steps_mints_once() {
-    crash_and_resume(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_a_crash_between_any_two_steps_mints_once() {
-    crash_and_resume(Engine::Postgres).await;
-}
+on_each_engine!(
+    crash_and_resume: sqlite_a_crash_between_any_two_steps_mints_once,
+    postgres_a_crash_between_any_two_steps_mints_once
+);
 
 #[tokio::test]
 async fn a_chain_node_that_is_down_delays_but_loses_nothing() {

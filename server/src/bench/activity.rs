@@ -25,7 +25,6 @@ use custody_contracts::test_utils::LocalChainConfig;
 use custody_hsm_sim::SoftHsm;
 use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config};
 use serde_json::json;
-use sqlx::Row;
 
 use super::{Sample, start_api};
 
@@ -147,17 +146,17 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
 
     // 3. Follow every activity until confirmed (or the window closes).
     let pool = custody_db::connect_pool(&db_url).await?;
+    // Read only here: the policy is the API's business.
+    let issuance = custody_issuance::Issuance::open(pool, custody_issuance::PolicyConfig::default()).await?;
     let deadline = Instant::now() + Duration::from_secs(args.follow);
     let (confirmed, failed) = loop {
-        let rows = sqlx::query("SELECT id, status, updated_at FROM issuance_activities").fetch_all(&pool).await?;
         let mut confirmed = Vec::new();
         let mut failed = 0;
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let Some(sent_at) = sent.get(&id) else { continue };
-            match row.try_get::<String, _>("status")?.as_str() {
+        for activity in issuance.statuses().await? {
+            let Some(sent_at) = sent.get(&activity.id) else { continue };
+            match activity.status.as_str() {
                 "confirmed" => {
-                    let at: i64 = row.try_get("updated_at")?;
+                    let at = activity.updated_at;
                     confirmed.push(Duration::from_millis(u64::try_from(at - sent_at).unwrap_or(0)));
                 }
                 "failed" => failed += 1,
@@ -171,19 +170,8 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
     };
 
     // 4. Gas per issued PTKN (every mined mirror transaction, anchors included).
-    let gas: i64 = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(gas_used), 0) AS BIGINT) AS gas FROM issuance_txs WHERE status = 'mined'",
-    )
-    .fetch_one(&pool)
-    .await?
-    .try_get("gas")?;
-    let minted: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM issuance_items WHERE kind = 'token' AND tx_id IS NOT NULL")
-            .fetch_one(&pool)
-            .await?
-            .try_get("n")?;
-    let batches: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM issuance_batches").fetch_one(&pool).await?.try_get("n")?;
+    let totals = issuance.totals().await?;
+    let (gas, minted, batches) = (totals.gas_used, totals.token_items_sent, totals.batches);
 
     let engine = if db_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
     let cores = std::thread::available_parallelism()?.get();

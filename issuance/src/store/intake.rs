@@ -1,17 +1,20 @@
-//! Intake and reads over the issuance tables (SQLite or PostgreSQL through sqlx `Any`).
+//! Intake: an activity, what the policy issues for it (`issuance_items`, the period counters) and its
+//! outbox entry, stored in one transaction; idempotent per `(caller, key)`.
 
 use std::sync::Arc;
 
 use alloy::primitives::keccak256;
-use custody_db::{Dialect, WriteGate};
+use custody_db::WriteGate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Any, AnyPool, Row, Transaction, any::AnyArguments, query::Query};
-use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
+use super::{Store, now_millis};
 use crate::{
     Error,
-    policy::{Award, BURN, MINT, Policy},
+    item::ItemKind,
+    policy::{BURN, MINT, Policy},
 };
 
 /// What the app backend reports (or asks for, with a direct mint or burn).
@@ -76,161 +79,7 @@ pub struct Tracked {
     pub created: bool,
 }
 
-/// One issued item as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct IssuedItem {
-    /// `token`, `badge`, `burn` or `log`.
-    pub kind: String,
-    /// PTKN base units (10^-18), for `token` and `burn`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub amount: Option<String>,
-    /// The PBADGE id, for `badge`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub badge_id: Option<String>,
-    /// The transaction that carries it, once signed.
-    pub tx_hash: Option<String>,
-}
-
-/// An activity as `GET /activity/{id}` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivityView {
-    /// The activity id.
-    pub id: String,
-    /// `queued`, `batched`, `submitted`, `confirmed` or `failed`.
-    pub status: String,
-    /// The activity type.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The transaction that carries its items (the anchor if it issues nothing), once submitted.
-    pub tx_hash: Option<String>,
-    /// That transaction's block, once mined.
-    pub block_number: Option<u64>,
-    /// The PLOG batch id.
-    pub batch_id: Option<String>,
-    /// The batch's merkle root.
-    pub merkle_root: Option<String>,
-    /// The activity's leaf.
-    pub leaf: Option<String>,
-    /// The leaf's merkle proof.
-    pub proof: Option<Vec<String>>,
-    /// What it issues.
-    pub issued: Vec<IssuedItem>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// One activity in a user's history (`GET /v1/wallets/{user_id}/activities`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivitySummary {
-    /// The activity id (`GET /activity/{id}` has the proof and the items).
-    pub id: String,
-    /// The activity type (`_mint` and `_burn` for direct mints and burns).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `queued`, `batched`, `submitted`, `confirmed` or `failed`.
-    pub status: String,
-    /// When it happened (RFC 3339, UTC).
-    pub occurred_at: String,
-    /// The transaction that carries it, once submitted.
-    pub tx_hash: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// Which of a user's activities to list, newest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ActivityQuery {
-    /// Only this type.
-    pub kind: Option<String>,
-    /// Only this status.
-    pub status: Option<String>,
-    /// Continue after this cursor (a page's `next_cursor`).
-    pub after: Option<ActivityCursor>,
-    /// Most activities on the page.
-    pub limit: u32,
-}
-
-/// Where a page of a user's activities ended: the last activity's creation time and id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActivityCursor {
-    created_at: i64,
-    id: String,
-}
-
-impl std::str::FromStr for ActivityCursor {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let invalid = Error::Invalid("cursor is not one this API gave");
-        let (created_at, id) = s.split_once('.').ok_or(Error::Invalid("cursor is not one this API gave"))?;
-        let id_ok = custody_db::is_hex32(id);
-        match created_at.parse() {
-            Ok(created_at) if id_ok => Ok(Self { created_at, id: id.to_owned() }),
-            _ => Err(invalid),
-        }
-    }
-}
-
-impl std::fmt::Display for ActivityCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.created_at, self.id)
-    }
-}
-
-/// The transaction that carries an activity (its items', else its batch's anchor), as SQL over `a`.
-const CARRIER_SQL: &str = "COALESCE(\
-     (SELECT t.tx_hash FROM issuance_items i JOIN issuance_txs t ON t.id = i.tx_id \
-      WHERE i.activity_id = a.id AND t.status IN ('submitted', 'mined') ORDER BY i.id LIMIT 1), \
-     (SELECT t.tx_hash FROM issuance_txs t WHERE t.batch_id = a.batch_id AND t.ordinal = 0 \
-      AND t.status IN ('submitted', 'mined')))";
-
-/// The issuance tables.
-#[derive(Clone, Debug)]
-pub(crate) struct Store {
-    pub(crate) pool: AnyPool,
-    pub(crate) postgres: bool,
-    /// The database's write gate.
-    write_gate: WriteGate,
-    /// SQLite: the intake writer's queue (see [`intake_writer`]).
-    intake: Option<mpsc::Sender<Queued>>,
-}
-
-pub(crate) use custody_db::now_millis;
-
-/// PTKN base units of `whole` tokens (18 decimals), as stored (decimal text).
-pub(crate) fn base_units(whole: u64) -> String {
-    use alloy::primitives::U256;
-    custody_db::encode_u256(U256::from(whole) * U256::from(10u64).pow(U256::from(18)))
-}
-
 impl Store {
-    /// Opens the store on `pool` and applies this crate's migrations (others' are left alone).
-    pub(crate) async fn open(pool: AnyPool) -> Result<Self, Error> {
-        let postgres = Dialect::of(&pool).is_postgres();
-        custody_db::migrate(&pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
-            .await?;
-        let write_gate = WriteGate::of(&pool);
-        let intake = write_gate.takes_turns().then(|| {
-            let (queue, requests) = mpsc::channel(4 * MAX_GROUP);
-            tokio::spawn(intake_writer(pool.clone(), write_gate.clone(), requests));
-            queue
-        });
-        Ok(Self { pool, postgres, write_gate, intake })
-    }
-
-    /// Begins a write transaction, on SQLite after waiting its turn at the write gate (the guard
-    /// returned with the transaction; keep it until the commit).
-    pub(crate) async fn begin_write(
-        &self,
-        what: &'static str,
-    ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>), Error> {
-        let turn = self.write_gate.turn().await;
-        Ok((turn, self.pool.begin().await.map_err(Error::db(what))?))
-    }
-
     /// Stores the activity, what the policy issues for it and its outbox entry, in one transaction (on
     /// SQLite, the intake writer's; on PostgreSQL, one statement's). The same `(caller, key)` with the same
     /// parameters returns the first activity; with others, a conflict.
@@ -250,140 +99,6 @@ impl Store {
             insert_alone(&self.pool, &request).await
         }
     }
-
-    /// A page of `user_id`'s activities, newest first, and the cursor of the next page (if there may be one).
-    pub(crate) async fn activities_of(
-        &self,
-        user_id: &str,
-        query: &ActivityQuery,
-    ) -> Result<(Vec<ActivitySummary>, Option<ActivityCursor>), Error> {
-        let mut n = 1;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        let mut filters = String::new();
-        if query.kind.is_some() {
-            filters.push_str(&format!(" AND a.kind = ${}", next()));
-        }
-        if query.status.is_some() {
-            filters.push_str(&format!(" AND a.status = ${}", next()));
-        }
-        if query.after.is_some() {
-            let (created, id) = (next(), next());
-            filters
-                .push_str(&format!(" AND (a.created_at < ${created} OR (a.created_at = ${created} AND a.id < ${id}))"));
-        }
-        let sql = format!(
-            "SELECT a.id, a.kind, a.status, a.occurred_at, a.error, a.created_at, {CARRIER_SQL} AS tx_hash \
-             FROM issuance_activities a WHERE a.user_id = $1{filters} ORDER BY a.created_at DESC, a.id DESC LIMIT ${}",
-            next()
-        );
-        let mut q = sqlx::query(&sql).bind(user_id);
-        for value in [&query.kind, &query.status].into_iter().flatten() {
-            q = q.bind(value);
-        }
-        if let Some(after) = &query.after {
-            q = q.bind(after.created_at).bind(&after.id);
-        }
-        let rows = q.bind(i64::from(query.limit)).fetch_all(&self.pool).await.map_err(Error::db("list activities"))?;
-        let mut page = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in &rows {
-            let text = |col: &'static str| row.try_get::<Option<String>, _>(col).map_err(Error::db("decode activity"));
-            let int = |col: &'static str| row.try_get::<i64, _>(col).map_err(Error::db("decode activity"));
-            let id = text("id")?.unwrap_or_default();
-            last = Some(ActivityCursor { created_at: int("created_at")?, id: id.clone() });
-            page.push(ActivitySummary {
-                id,
-                kind: text("kind")?.unwrap_or_default(),
-                status: text("status")?.unwrap_or_default(),
-                occurred_at: crate::time::format_rfc3339(int("occurred_at")?),
-                tx_hash: text("tx_hash")?,
-                error: text("error")?,
-            });
-        }
-        let full = u32::try_from(page.len()).is_ok_and(|len| len == query.limit);
-        Ok((page, last.filter(|_| full)))
-    }
-
-    /// The activity `id` as the API shows it.
-    pub(crate) async fn view(&self, id: &str) -> Result<Option<ActivityView>, Error> {
-        let row = sqlx::query(
-            "SELECT a.id, a.status, a.kind, a.batch_id, a.leaf, a.proof, a.error, b.root FROM issuance_activities a \
-             LEFT JOIN issuance_batches b ON b.id = a.batch_id WHERE a.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(Error::db("select activity"))?;
-        let Some(row) = row else { return Ok(None) };
-        let text = |col: &'static str| row.try_get::<Option<String>, _>(col).map_err(Error::db("decode activity"));
-        let proof = text("proof")?
-            .map(|p| {
-                serde_json::from_str::<Vec<String>>(&p).map_err(|_| Error::CorruptRow("issuance_activities.proof"))
-            })
-            .transpose()?;
-        let items = sqlx::query(
-            "SELECT i.kind, i.amount, i.badge_id, t.tx_hash, t.status, t.block_number FROM issuance_items i \
-             LEFT JOIN issuance_txs t ON t.id = i.tx_id WHERE i.activity_id = $1 ORDER BY i.id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::db("select items"))?;
-        let mut issued = Vec::new();
-        let mut carrier: Option<(Option<String>, Option<i64>)> = None;
-        for item in &items {
-            let get = |col: &'static str| item.try_get::<Option<String>, _>(col).map_err(Error::db("decode item"));
-            let status = get("status")?;
-            let sent = matches!(status.as_deref(), Some("submitted" | "mined"));
-            let tx_hash = get("tx_hash")?.filter(|_| sent);
-            let block: Option<i64> = item.try_get("block_number").map_err(Error::db("decode item"))?;
-            if carrier.is_none() && tx_hash.is_some() {
-                carrier = Some((tx_hash.clone(), block));
-            }
-            issued.push(IssuedItem {
-                kind: get("kind")?.unwrap_or_default(),
-                amount: get("amount")?,
-                badge_id: get("badge_id")?,
-                tx_hash,
-            });
-        }
-        let batch_id = text("batch_id")?;
-        if carrier.is_none()
-            && let Some(batch) = &batch_id
-        {
-            let anchor = sqlx::query(
-                "SELECT tx_hash, block_number FROM issuance_txs WHERE batch_id = $1 AND ordinal = 0 \
-                 AND status IN ('submitted', 'mined')",
-            )
-            .bind(batch)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::db("select anchor"))?;
-            if let Some(anchor) = anchor {
-                carrier = Some((
-                    anchor.try_get("tx_hash").map_err(Error::db("decode anchor"))?,
-                    anchor.try_get("block_number").map_err(Error::db("decode anchor"))?,
-                ));
-            }
-        }
-        let (tx_hash, block) = carrier.unwrap_or_default();
-        Ok(Some(ActivityView {
-            id: text("id")?.unwrap_or_default(),
-            status: text("status")?.unwrap_or_default(),
-            kind: text("kind")?.unwrap_or_default(),
-            tx_hash,
-            block_number: block.and_then(|b| u64::try_from(b).ok()),
-            batch_id,
-            merkle_root: text("root")?,
-            leaf: text("leaf")?,
-            proof,
-            issued,
-            error: text("error")?,
-        }))
-    }
 }
 
 /// An activity to store, with the policy that decides what it issues.
@@ -393,22 +108,22 @@ pub(crate) struct Intake {
     pub(crate) caller: String,
     pub(crate) key: String,
     pub(crate) activity: NewActivity,
-    /// A direct award (`/mintToken`, burns) instead of the policy's.
-    pub(crate) direct: Option<Award>,
+    /// A direct mint or burn (`/mintToken`, `/v1/tokens/burn`) instead of the policy's items.
+    pub(crate) direct: Option<ItemKind>,
     /// The fingerprint of what the caller sent ([`fingerprint`]): the same key with another is a conflict.
     pub(crate) request_hash: String,
 }
 
 /// An activity waiting for the SQLite intake writer, with where its answer goes.
-type Queued = (Intake, oneshot::Sender<Result<Tracked, Error>>);
+pub(super) type Queued = (Intake, oneshot::Sender<Result<Tracked, Error>>);
 
 /// Activities the SQLite intake writer commits in one transaction at most.
-const MAX_GROUP: usize = 128;
+pub(super) const MAX_GROUP: usize = 128;
 
 /// The SQLite intake writer: whatever has queued is stored in one transaction (see [`insert_group`]: one
 /// refused activity does not undo the others), after waiting its turn at the write gate. SQLite
 /// has one writer; one transaction per activity made requests queue in its busy handler.
-async fn intake_writer(pool: AnyPool, gate: WriteGate, mut queue: mpsc::Receiver<Queued>) {
+pub(super) async fn intake_writer(pool: AnyPool, gate: WriteGate, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP
@@ -503,28 +218,24 @@ struct Item {
     from_count: i64,
 }
 
-/// The period counter `r` advances (none for direct awards).
+/// The period counter `r` advances (none for direct mints and burns).
 fn period(r: &Intake) -> Option<String> {
     r.direct.is_none().then(|| Policy::counter(&r.activity.kind, r.activity.occurred_at)).flatten()
 }
 
-/// What `r` may issue (a direct award, or the policy's).
+/// What `r` may issue (a direct mint or burn, or the policy's items).
 fn items(r: &Intake) -> Vec<Item> {
     let awards = match &r.direct {
-        Some(award) => vec![(award.clone(), 0)],
+        Some(direct) => vec![(direct.clone(), 0)],
         None => r.policy.awards(&r.activity.kind, &r.activity.payload, r.activity.occurred_at),
     };
-    let item = |(award, from): (Award, u64)| {
-        let (kind, amount, badge_id, once_key) = match award {
-            Award::Token(n) => ("token", Some(base_units(n)), None, None),
-            Award::Burn(n) => ("burn", Some(base_units(n)), None, None),
-            Award::Badge(b) => {
-                let once = keccak256(format!("{}\0{b}", r.activity.user_id)).to_string();
-                ("badge", None, Some(b.to_string()), Some(once))
-            }
-            Award::Log => ("log", None, None, None),
+    let item = |(kind, from): (ItemKind, u64)| {
+        let once_key = match &kind {
+            ItemKind::Badge(b) => Some(keccak256(format!("{}\0{b}", r.activity.user_id)).to_string()),
+            _ => None,
         };
-        Item { kind, amount, badge_id, once_key, from_count: i64::try_from(from).unwrap_or(i64::MAX) }
+        let (amount, badge_id) = kind.columns();
+        Item { kind: kind.as_str(), amount, badge_id, once_key, from_count: i64::try_from(from).unwrap_or(i64::MAX) }
     };
     awards.into_iter().map(item).collect()
 }
@@ -667,13 +378,13 @@ fn new_id() -> String {
 
 /// The fingerprint of an intake call: what the caller sent and nothing else (`occurred_at` only when the
 /// caller gave it, never a server clock), so the same key and body replays at any later time.
-pub(crate) fn fingerprint(activity: &NewActivity, occurred_at_sent: Option<i64>, direct: Option<&Award>) -> String {
+pub(crate) fn fingerprint(activity: &NewActivity, occurred_at_sent: Option<i64>, direct: Option<&ItemKind>) -> String {
     let canonical = serde_json::json!({
         "user_id": activity.user_id,
         "type": activity.kind,
         "payload": activity.payload,
         "occurred_at": occurred_at_sent,
-        "direct": direct.map(|d| format!("{d:?}")),
+        "direct": direct.map(ItemKind::fingerprint),
     });
     keccak256(canonical.to_string()).to_string()
 }
