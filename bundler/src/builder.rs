@@ -54,13 +54,7 @@ fn bundle_id(from: Address, ops: &[B256]) -> String {
 
 /// The gas an operation may use (its limits summed), for the bundle budget.
 fn op_gas(op: &StoredOp) -> u64 {
-    let o = &op.op;
-    let sum = o.verification_gas_limit
-        + o.call_gas_limit
-        + o.pre_verification_gas
-        + o.paymaster_verification_gas_limit.unwrap_or_default()
-        + o.paymaster_post_op_gas_limit.unwrap_or_default();
-    u64::try_from(sum).unwrap_or(u64::MAX)
+    op.op.max_gas()
 }
 
 /// Gas of the bundle transaction beyond its operations' limits: the intrinsic 21,000 and handleOps' own

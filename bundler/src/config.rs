@@ -52,6 +52,12 @@ pub struct BundlerConfig {
     /// Entities (e.g. Peruri's own factory and paymaster) exempt from reputation and mempool count
     /// limits, so bulk enrolment is not throttled. Paymaster deposits are still checked.
     pub trusted_entities: Vec<Address>,
+    /// When not empty, only operations sponsored by one of these paymasters are accepted (-32501):
+    /// on a zero-gas chain sponsorship is the authorisation. The server fills in Peruri's paymasters
+    /// when `require_sponsorship` is on.
+    pub sponsors: Vec<Address>,
+    /// Accept only operations sponsored by Peruri's paymasters (the server adds them to `sponsors`).
+    pub require_sponsorship: bool,
 }
 
 impl Default for BundlerConfig {
@@ -70,6 +76,8 @@ impl Default for BundlerConfig {
             max_bumps: 3,
             receipt_lookback_blocks: 10_000,
             trusted_entities: Vec::new(),
+            sponsors: Vec::new(),
+            require_sponsorship: false,
         }
     }
 }

@@ -211,6 +211,12 @@ impl Bundler {
     }
 
     async fn admit(&self, op: UserOperation, version: EntryPointVersion) -> Result<B256, ValidationError> {
+        if !self.config.sponsors.is_empty() && !op.paymaster.is_some_and(|p| self.config.sponsors.contains(&p)) {
+            return Err(ValidationError::new(
+                RpcErrorCode::PaymasterRejected,
+                "this bundler carries only operations sponsored by its paymaster (pm_getPaymasterData)",
+            ));
+        }
         let packed = op
             .pack()
             .map_err(|e| ValidationError::new(RpcErrorCode::InvalidParams, format!("invalid UserOperation: {e}")))?;

@@ -78,6 +78,17 @@ fn to_u128(value: U256, field: &'static str) -> Result<u128, UserOpError> {
 }
 
 impl UserOperation {
+    /// The most gas the operation may use: all its gas limits summed (saturating at `u64::MAX`).
+    pub fn max_gas(&self) -> u64 {
+        let sum = self
+            .verification_gas_limit
+            .saturating_add(self.call_gas_limit)
+            .saturating_add(self.pre_verification_gas)
+            .saturating_add(self.paymaster_verification_gas_limit.unwrap_or_default())
+            .saturating_add(self.paymaster_post_op_gas_limit.unwrap_or_default());
+        u64::try_from(sum).unwrap_or(u64::MAX)
+    }
+
     /// The packed form the EntryPoint takes.
     pub fn pack(&self) -> Result<PackedUserOperation, UserOpError> {
         let init_code = match (self.factory, &self.factory_data) {

@@ -35,13 +35,7 @@ pub(crate) async fn start(
     let contracts = &deployment.contracts;
     let ours: Vec<_> = EntryPointVersion::ALL
         .into_iter()
-        .flat_map(|v| {
-            let paymaster = match v {
-                EntryPointVersion::V07 => contracts.peruri_paymaster_v07,
-                EntryPointVersion::V08 => contracts.peruri_paymaster_v08,
-            };
-            [contracts.account_factory(v), paymaster]
-        })
+        .flat_map(|v| [contracts.account_factory(v), contracts.paymaster(v)])
         .collect();
     let mut sim = SimConfig::new(deployment.chain_id);
     sim.trusted.factories.extend(ours.iter().copied());
@@ -51,6 +45,9 @@ pub(crate) async fn start(
     let simulator = Arc::new(Simulator::new(provider.clone(), sim));
 
     let mut config = config.clone();
+    if config.require_sponsorship {
+        config.sponsors.extend(EntryPointVersion::ALL.map(|v| contracts.paymaster(v)));
+    }
     config.trusted_entities.extend(ours);
     let signers = Bundler::signers_from_keyring(keyring, &config).await.context("bundler keys")?;
     let validator: Arc<dyn Validate> = simulator.clone();
@@ -65,4 +62,28 @@ pub(crate) async fn start(
         }
     });
     Ok(bundler)
+}
+
+/// The bundler's gas estimation, for the paymaster's `pm_sponsorUserOperation`.
+#[derive(Debug)]
+pub(crate) struct Estimator(pub(crate) Arc<Bundler>);
+
+#[async_trait::async_trait]
+impl custody_paymaster::Estimate for Estimator {
+    async fn estimate(
+        &self,
+        op: &custody_contracts::UserOperation,
+        version: EntryPointVersion,
+    ) -> Result<custody_paymaster::GasLimits, String> {
+        match self.0.estimate_user_operation_gas(op, version.address(), None).await {
+            Ok(Some(gas)) => Ok(custody_paymaster::GasLimits {
+                pre_verification_gas: gas.pre_verification_gas,
+                verification_gas_limit: gas.verification_gas_limit,
+                call_gas_limit: gas.call_gas_limit,
+                paymaster_verification_gas_limit: gas.paymaster_verification_gas_limit,
+            }),
+            Ok(None) => Err("the bundler has no gas estimator".to_owned()),
+            Err(e) => Err(e.message),
+        }
+    }
 }

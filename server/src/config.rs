@@ -26,6 +26,10 @@ pub(crate) struct Config {
     /// `[bundler]`: the ERC-4337 bundler at `POST /rpc` (needs `[chain]`); off when absent.
     #[serde(default)]
     pub(crate) bundler: Option<custody_bundler::BundlerConfig>,
+    /// `[paymaster]`: ERC-7677 sponsorship at `POST /paymaster` (needs `[chain]` and the key `key`);
+    /// off when absent.
+    #[serde(default)]
+    pub(crate) paymaster: Option<custody_paymaster::PaymasterConfig>,
 }
 
 /// `[issuance]`: the activity mirror's policy rules and worker.

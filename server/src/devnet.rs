@@ -117,7 +117,10 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 
     // The API, in this process, over the same token, database and chain.
     let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(&args.dir)?;
-    let config = api_config(&softhsm, &db_url, Some(chain.rpc_url()), &deployment_file, jwt_public, args.listen);
+    let config = crate::config::Config {
+        paymaster: Some(paymaster_config()),
+        ..api_config(&softhsm, &db_url, Some(chain.rpc_url()), &deployment_file, jwt_public, args.listen)
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (another devnet running? pass --listen)", args.listen))?;
@@ -137,6 +140,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
     let record = json!({
         "api_url": api_url,
         "bundler_rpc_url": format!("{api_url}/rpc"),
+        "paymaster_rpc_url": format!("{api_url}/paymaster?apikey={}", tokens["app"].as_str().unwrap_or_default()),
         "rpc_url": chain.rpc_url(),
         "chain_id": chain.chain_id(),
         "block": deployment.block,
@@ -154,6 +158,7 @@ pub(crate) async fn run(args: DevnetArgs, softhsm: SoftHsm) -> anyhow::Result<()
 
     println!("Peruri Custody devnet is running (Ctrl-C stops it; a restart keeps the chain and the database).\n");
     println!("  api       {api_url}");
+    println!("  paymaster {api_url}/paymaster (ERC-7677; devnet.json's paymaster_rpc_url carries the app token)");
     println!("  chain     {} (chain id {}, {}s blocks)", chain.rpc_url(), chain.chain_id(), args.block_time);
     println!("  state     {} (tokens for app, officer, officer2, auditor, user)", path.display());
     for (name, address) in &keys {
@@ -355,7 +360,17 @@ pub(crate) fn api_config(
         },
         issuance: IssuanceSection::default(),
         bundler: Some(custody_bundler::BundlerConfig { debug_methods: true, ..Default::default() }),
+        paymaster: None,
     }
+}
+
+/// The devnet's paymaster: the `paymaster` key, one policy `devnet` sponsoring any call of any account,
+/// at most 1,000 operations per sender and day.
+fn paymaster_config() -> custody_paymaster::PaymasterConfig {
+    use custody_paymaster::{Limit, PaymasterConfig, PolicyConfig, Reset, Scope};
+    let daily = Limit { scope: Scope::Sender, max_gas: None, max_ops: Some(1_000), reset: Reset::Daily };
+    let policy = PolicyConfig { id: "devnet".to_owned(), limits: vec![daily], ..Default::default() };
+    PaymasterConfig { default_policy: policy.id.clone(), policies: vec![policy], ..Default::default() }
 }
 
 /// Writes the environment that points `custody` at the devnet (0600: it holds the devnet PIN).

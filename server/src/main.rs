@@ -63,6 +63,9 @@ enum Command {
     Enroll(cli::enroll::EnrollArgs),
     /// Rebuild the token and badge caches from the chain's events, from block 0.
     Reindex,
+    /// PeruriPaymaster's EntryPoint deposits: show, top up.
+    #[command(subcommand)]
+    Paymaster(cli::paymaster::PaymasterCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
             Command::Enroll(args) => cli::enroll::run(args, &config::Config::load(cli.config.as_deref())?).await,
             Command::Serve => serve::run(config::Config::load(cli.config.as_deref())?).await,
             Command::Reindex => serve::reindex(&config::Config::load(cli.config.as_deref())?).await,
+            Command::Paymaster(cmd) => cli::paymaster::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
         }
     });
     match result {

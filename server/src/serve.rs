@@ -42,8 +42,27 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
         }
         (Some(_), ..) => bail!("[bundler] needs [chain] rpc_url and deployment_file"),
     };
+    let paymaster = match (&config.paymaster, &config.chain.deployment_file) {
+        (None, _) => None,
+        (Some(section), Some(path)) => {
+            let budget = custody_paymaster::Budget::open(pool.clone(), &section.policies).await?;
+            let signer = keyring
+                .signer(custody_signer::KeyClass::Infra, &section.key)
+                .await
+                .with_context(|| format!("[paymaster] key {:?}", section.key))?;
+            let paymaster =
+                custody_paymaster::Paymaster::new(section.clone(), signer, &deployment_record(path)?, budget)?;
+            // pm_sponsorUserOperation estimates gas with the bundler's estimator, when it runs here.
+            Some(Arc::new(match &bundler {
+                Some(bundler) => paymaster.with_estimator(Arc::new(crate::bundler::Estimator(bundler.clone()))),
+                None => paymaster,
+            }))
+        }
+        (Some(_), None) => bail!("[paymaster] needs [chain] deployment_file"),
+    };
     Ok(AppState {
         bundler,
+        paymaster,
         issuance,
         wallets,
         keyring,
@@ -58,7 +77,7 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
 }
 
 /// One HTTP provider for `[chain] rpc_url`, shared by every part that reads the chain.
-fn provider(url: &str) -> anyhow::Result<alloy::providers::DynProvider> {
+pub(crate) fn provider(url: &str) -> anyhow::Result<alloy::providers::DynProvider> {
     use alloy::providers::{Provider, ProviderBuilder};
     Ok(ProviderBuilder::new().connect_http(url.parse().context("chain.rpc_url")?).erased())
 }
@@ -106,6 +125,16 @@ async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) ->
     let stopping = tasks.stopping();
     tasks.spawn("issuance-indexer", async move { indexer.run(interval, stopping).await });
     Ok(())
+}
+
+/// The paymaster's settler (receipts settle sponsorships, expired ones are released), when `[paymaster]`
+/// and a chain are configured.
+fn spawn_paymaster_settler(state: &AppState, tasks: &mut Tasks) {
+    if let (Some(paymaster), Some(chain)) = (&state.paymaster, &state.chain) {
+        let settler = custody_paymaster::Settler::new(paymaster, chain.clone());
+        let stopping = tasks.stopping();
+        tasks.spawn("paymaster-settler", settler.run(Duration::from_secs(1), stopping));
+    }
 }
 
 fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts::Deployment> {
@@ -204,6 +233,7 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
     let mut tasks = Tasks::default();
     let state = Arc::new(state(&config, &mut tasks).await?);
     spawn_issuance(&config, &state, &mut tasks).await?;
+    spawn_paymaster_settler(&state, &mut tasks);
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),

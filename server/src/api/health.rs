@@ -21,6 +21,9 @@ pub(super) struct Readiness {
     /// `ready` or `degraded`.
     status: &'static str,
     checks: Checks,
+    /// Warnings that do not make the service unready: `paymaster_deposit_low` (a PeruriPaymaster
+    /// deposit under `[paymaster] min_deposit_wei`).
+    warnings: Vec<&'static str>,
     /// Each supervised task (issuance worker and indexer, activity consumer, bundle builders) and its state.
     #[schema(value_type = BTreeMap<String, TaskState>)]
     tasks: BTreeMap<&'static str, TaskState>,
@@ -68,7 +71,8 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoRespo
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let checks = Checks { database: word(db_ok), hsm: word(hsm_ok), chain: word(chain_ok) };
-    (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks, tasks }))
+    let warnings = state.paymaster.iter().filter(|p| p.deposit_low()).map(|_| "paymaster_deposit_low").collect();
+    (status, Json(Readiness { status: if ready { "ready" } else { "degraded" }, checks, warnings, tasks }))
 }
 
 /// `GET /metrics`: Prometheus text.

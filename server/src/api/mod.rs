@@ -15,6 +15,7 @@ mod health;
 mod http_metrics;
 mod idempotency;
 mod keys;
+mod paymaster;
 pub(crate) mod rate_limit;
 mod signatures;
 mod wallets;
@@ -68,6 +69,8 @@ pub(crate) struct AppState {
     pub(crate) max_amount: u64,
     /// The bundler (ERC-7769 at `POST /rpc`), when `[bundler]` is configured.
     pub(crate) bundler: Option<Arc<custody_bundler::Bundler>>,
+    /// The paymaster (ERC-7677 at `POST /paymaster`), when `[paymaster]` is configured.
+    pub(crate) paymaster: Option<Arc<custody_paymaster::Paymaster>>,
 }
 
 impl AppState {
@@ -146,9 +149,11 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(activity::own_activities))
         .routes(routes!(signatures::sign))
         .routes(routes!(signatures::sign_own))
+        .routes(routes!(paymaster::sponsorships))
         .split_for_parts();
     let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
     api.route("/openapi.json", get(move || openapi(document.clone())))
+        .route("/paymaster", axum::routing::post(paymaster::rpc))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .with_state(state)
         .merge(rpc)

@@ -5,6 +5,7 @@
 //! The per-client rate limit is off in these environments (one client sends everything).
 
 mod activity;
+mod paymaster;
 mod wallets;
 
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ pub(crate) enum BenchCommand {
     Wallets(wallets::WalletsArgs),
     /// Activities at a steady rate over HTTP, each followed until it is confirmed on a local chain.
     Activity(activity::ActivityArgs),
+    /// ERC-7677 sponsorships over HTTP against the paymaster key's own signing rate.
+    Paymaster(paymaster::PaymasterArgs),
 }
 
 /// A fresh token for the run, made before the runtime starts (SoftHSM reads
@@ -34,6 +37,7 @@ pub(crate) async fn run(cmd: BenchCommand, softhsm: SoftHsm) -> anyhow::Result<(
     match cmd {
         BenchCommand::Wallets(args) => wallets::run(args, softhsm).await,
         BenchCommand::Activity(args) => activity::run(args, softhsm).await,
+        BenchCommand::Paymaster(args) => paymaster::run(args, softhsm).await,
     }
 }
 

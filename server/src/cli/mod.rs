@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod enroll;
 pub(crate) mod keys;
+pub(crate) mod paymaster;
 
 use custody_signer::{Backend, Hsm, KeyStore, Keyring, Kms, KmsConfig, Pkcs11Config};
 

@@ -10,7 +10,7 @@ use std::{
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy_primitives::Address;
 
-fn start(dir: &Path) -> Child {
+pub(crate) fn start(dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_custody"))
         .args(["devnet", "--dir"])
         .arg(dir)
@@ -22,7 +22,7 @@ fn start(dir: &Path) -> Child {
         .unwrap()
 }
 
-fn wait_for_record(child: &mut Child, path: &Path) -> serde_json::Value {
+pub(crate) fn wait_for_record(child: &mut Child, path: &Path) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
@@ -40,7 +40,7 @@ fn wait_for_record(child: &mut Child, path: &Path) -> serde_json::Value {
     panic!("devnet.json did not appear within 120 s");
 }
 
-fn stop(child: Child) {
+pub(crate) fn stop(child: Child) {
     stop_with(child, "TERM");
 }
 

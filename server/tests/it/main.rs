@@ -13,6 +13,7 @@ mod http;
 mod intake;
 mod keys_cli;
 mod ops;
+mod paymaster;
 mod replay;
 mod service;
 mod signatures;

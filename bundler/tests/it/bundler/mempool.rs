@@ -194,3 +194,21 @@ async fn on_a_paid_chain_the_account_pays_the_bundler_for_its_operation() {
     let bundler_after = env.provider.get_balance(env.bundler_key.address()).await.expect("balance");
     assert_eq!(bundler_after, bundler_before - fee + cost);
 }
+
+/// With `sponsors` set (the server's `require_sponsorship`), an operation without one of those
+/// paymasters is refused at admission with -32501, before any simulation.
+#[tokio::test]
+async fn with_required_sponsorship_an_unsponsored_operation_is_refused() {
+    let env = env(Engine::Sqlite).await;
+    let sponsor = random_address();
+    let config = custody_bundler::BundlerConfig { sponsors: vec![sponsor], ..env.config(BundlingMode::Manual) };
+    let bundler = env.bundler_with(&env.keys.db, config).await;
+    let op = env.peruri_op(V, env.owner.address(), 0, account::execute(random_address(), U256::ZERO, Bytes::new()));
+    let op = env.sign(V, op.await, &env.owner).await;
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([op, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::PaymasterRejected.code());
+    assert!(message.contains("sponsored"), "{message}");
+    let other = UserOperation { paymaster: Some(random_address()), ..op };
+    let (code, _) = err(&bundler, "eth_sendUserOperation", json!([other, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::PaymasterRejected.code(), "another paymaster");
+}

@@ -1,0 +1,285 @@
+//! The paymaster against real parts: its key on SoftHSM2, SQLite and PostgreSQL, a local chain with the
+//! EntryPoints v0.7 and v0.8 and PeruriPaymaster. A sponsored operation is carried on-chain and settled;
+//! each rule refuses what it should; budgets hold under concurrency; expired signatures are released
+//! and refused on-chain.
+
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
+
+use alloy::primitives::{Address, Bytes, FixedBytes, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
+use custody_contracts::bindings::peruri_paymaster::PeruriPaymaster;
+use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
+use custody_contracts::test_utils::{peruri_account, random_address, user_op, user_op_event};
+use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, UserOperation, account};
+use custody_db::test_utils::Engine;
+use custody_paymaster::{Budget, Denial, Limit, Paymaster, PaymasterConfig, PolicyConfig, Reset, Scope, Settler};
+use custody_signer::KeyClass;
+use custody_signer::test_utils::TestKeyring;
+use serde_json::{Value, json};
+
+struct Env {
+    chain: LocalChain,
+    deployment: Deployment,
+    keys: TestKeyring,
+    provider: DynProvider,
+}
+
+async fn env(engine: Engine) -> Env {
+    env_on(engine, LocalChainConfig::default()).await
+}
+
+async fn env_on(engine: Engine, chain: LocalChainConfig) -> Env {
+    let chain = LocalChain::start_with(chain).await.unwrap();
+    let keys = TestKeyring::new(engine).await;
+    keys.keyring.create_infra("paymaster").await.unwrap();
+    let signer = keys.keyring.signer(KeyClass::Infra, "paymaster").await.unwrap();
+    let config = DeployConfig {
+        paymaster_signers: vec![signer.address()],
+        ..DeployConfig::single_operator(chain.dev_accounts()[0].address())
+    };
+    let deployment = chain.deploy(&config).await.unwrap();
+    let provider = chain.provider();
+    Env { chain, deployment, keys, provider }
+}
+
+/// One policy, `default`, with `limits` and any target.
+fn config(policy: PolicyConfig) -> PaymasterConfig {
+    PaymasterConfig { default_policy: policy.id.clone(), policies: vec![policy], ..Default::default() }
+}
+
+fn policy(limits: Vec<Limit>) -> PolicyConfig {
+    PolicyConfig { id: "default".to_owned(), limits, ..Default::default() }
+}
+
+impl Env {
+    async fn paymaster(&self, config: PaymasterConfig) -> Paymaster {
+        let budget = Budget::open(self.keys.db.pool().await, &config.policies).await.unwrap();
+        let signer = self.keys.keyring.signer(KeyClass::Infra, "paymaster").await.unwrap();
+        Paymaster::new(config, signer, &self.deployment, budget).unwrap()
+    }
+
+    /// A fresh owner's first operation (deploys its account), calling `target` with `data`.
+    fn op(&self, version: EntryPointVersion, target: Address, data: Bytes) -> (PrivateKeySigner, UserOperation) {
+        let owner = PrivateKeySigner::random();
+        let sender = peruri_account(&self.deployment, version, owner.address());
+        let call = account::execute(target, U256::ZERO, data);
+        let op = user_op(&self.deployment, version, sender, U256::ZERO, Some(owner.address()), call);
+        (owner, op)
+    }
+
+    async fn now(&self) -> u64 {
+        self.provider.get_block_by_number(Default::default()).await.unwrap().unwrap().header.timestamp
+    }
+}
+
+/// The stub's fields, then the final data, on `op` (as a client does).
+async fn sponsor(pm: &Paymaster, version: EntryPointVersion, op: &mut UserOperation, now: u64) {
+    let stub = pm.stub(op, version, None, now).await.unwrap().unwrap();
+    op.paymaster = Some(stub.paymaster);
+    op.paymaster_verification_gas_limit = Some(U256::from(stub.verification_gas_limit));
+    op.paymaster_post_op_gas_limit = Some(U256::from(stub.post_op_gas_limit));
+    op.paymaster_data = Some(stub.paymaster_data);
+    let data = pm.data(op, version, None, now).await.unwrap().unwrap();
+    assert_eq!(data.paymaster, stub.paymaster);
+    op.paymaster_data = Some(data.paymaster_data);
+}
+
+async fn denied(pm: &Paymaster, version: EntryPointVersion, op: &UserOperation, now: u64) -> Denial {
+    let stub = pm.stub(op, version, None, now).await.unwrap();
+    let denial = stub.expect_err("the stub refuses");
+    assert_eq!(pm.data(op, version, None, now).await.unwrap().expect_err("the final call refuses"), denial);
+    denial
+}
+
+#[tokio::test]
+async fn a_sponsored_operation_is_included_with_peruri_paymaster_and_settled() {
+    let env = env(Engine::Sqlite).await;
+    let pm = env.paymaster(config(policy(vec![]))).await;
+    let settler = Settler::new(&pm, env.provider.clone());
+    settler.step().await.unwrap(); // starts following at the current block
+    for version in EntryPointVersion::ALL {
+        let (owner, mut op) = env.op(version, random_address(), Bytes::new());
+        sponsor(&pm, version, &mut op, env.now().await).await;
+        let packed = env.chain.sign_user_op(version, &op, &owner);
+        let receipt = env.chain.handle_ops(version, vec![packed], &env.chain.dev_accounts()[0]).await.unwrap();
+        let event = user_op_event(&receipt);
+        assert!(event.success, "{version}");
+        assert_eq!(event.paymaster, env.deployment.contracts.paymaster(version), "{version}");
+    }
+    settler.step().await.unwrap();
+    let rows = pm.budget().list("default", 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row.status, "settled", "{row:?}");
+        assert!(row.gas_used.unwrap() > 0 && row.gas_used.unwrap() < row.max_gas, "{row:?}");
+        assert!(row.tx_hash.is_some());
+    }
+}
+
+/// Where gas costs money: the account holds nothing, PeruriPaymaster's EntryPoint deposit pays.
+#[tokio::test]
+async fn on_a_chain_that_charges_gas_the_deposit_pays() {
+    let env = env_on(Engine::Sqlite, LocalChainConfig { initial_base_fee: 1_000_000_000, ..Default::default() }).await;
+    let min = 10u128.pow(17);
+    let pm = env.paymaster(PaymasterConfig { min_deposit_wei: min, ..config(policy(vec![])) }).await;
+    let settler = Settler::new(&pm, env.provider.clone());
+    settler.step().await.unwrap();
+    assert!(pm.deposit_low(), "no deposit yet: readiness warns");
+    let dev = &env.chain.dev_accounts()[0];
+    let funded = env.chain.provider_with(alloy::network::EthereumWallet::from(dev.clone()));
+    for version in EntryPointVersion::ALL {
+        let paymaster = PeruriPaymaster::new(env.deployment.contracts.paymaster(version), funded.clone());
+        let deposit = U256::from(10u64).pow(U256::from(18));
+        assert!(paymaster.deposit().value(deposit).send().await.unwrap().get_receipt().await.unwrap().status());
+        let (owner, mut op) = env.op(version, random_address(), Bytes::new());
+        op.max_fee_per_gas = U256::from(10_000_000_000u64);
+        op.max_priority_fee_per_gas = U256::from(1_000_000_000u64);
+        sponsor(&pm, version, &mut op, env.now().await).await;
+        let packed = env.chain.sign_user_op(version, &op, &owner);
+        let receipt = env.chain.handle_ops(version, vec![packed], dev).await.unwrap();
+        let event = user_op_event(&receipt);
+        assert!(event.success && event.actualGasCost > U256::ZERO, "{version}: {event:?}");
+        assert_eq!(paymaster.getDeposit().call().await.unwrap(), deposit - event.actualGasCost, "{version}");
+        assert_eq!(
+            env.provider.get_balance(op.sender).await.unwrap(),
+            U256::ZERO,
+            "{version}: the account paid nothing"
+        );
+    }
+    settler.step().await.unwrap();
+    assert!(!pm.deposit_low(), "both deposits above {min} wei");
+}
+
+#[tokio::test]
+async fn each_rule_refuses_what_it_should_with_its_name() {
+    let env = env(Engine::Sqlite).await;
+    let version = EntryPointVersion::V07;
+    let token = env.deployment.contracts.peruri_token;
+    let selector = FixedBytes::<4>::from([0xa9, 0x05, 0x9c, 0xbb]); // transfer(address,uint256)
+    let blocked = env.op(version, token, Bytes::from(vec![0xa9, 0x05, 0x9c, 0xbb])).1;
+    let rules = PolicyConfig {
+        targets: vec![token],
+        selectors: vec![selector],
+        senders_block: vec![blocked.sender],
+        limits: vec![Limit { scope: Scope::Operation, max_gas: Some(800_000), max_ops: None, reset: Reset::Never }],
+        ..policy(vec![])
+    };
+    let pm = env.paymaster(config(rules.clone())).await;
+    let now = env.now().await;
+    let transfer = Bytes::from(vec![0xa9, 0x05, 0x9c, 0xbb]);
+    let rule = |d: Denial| d.rule;
+
+    assert!(pm.stub(&env.op(version, token, transfer.clone()).1, version, None, now).await.unwrap().is_ok());
+    assert_eq!(rule(denied(&pm, version, &blocked, now).await), "sender_blocked");
+    let other = env.op(version, random_address(), transfer.clone()).1;
+    assert_eq!(rule(denied(&pm, version, &other, now).await), "target_not_allowed");
+    let approve = env.op(version, token, Bytes::from(vec![0x09, 0x5e, 0xa7, 0xb3])).1;
+    assert_eq!(rule(denied(&pm, version, &approve, now).await), "selector_not_allowed");
+    let odd = UserOperation { call_data: Bytes::from(vec![1, 2, 3, 4]), ..approve.clone() };
+    assert_eq!(rule(denied(&pm, version, &odd, now).await), "call_not_understood");
+    let heavy = UserOperation { call_gas_limit: U256::from(1_000_000), ..env.op(version, token, transfer.clone()).1 };
+    assert_eq!(rule(denied(&pm, version, &heavy, now).await), "operation_gas");
+
+    let allow_only = PolicyConfig { senders_allow: vec![random_address()], ..policy(vec![]) };
+    let pm = env.paymaster(config(allow_only)).await;
+    assert_eq!(rule(denied(&pm, version, &other, now).await), "sender_not_allowed");
+    let later = PolicyConfig { not_before: Some(now + 3600), ..policy(vec![]) };
+    let pm = env.paymaster(config(later)).await;
+    assert_eq!(rule(denied(&pm, version, &other, now).await), "not_started");
+    let over = PolicyConfig { not_after: Some(now - 1), ..policy(vec![]) };
+    let pm = env.paymaster(config(over)).await;
+    assert_eq!(rule(denied(&pm, version, &other, now).await), "ended");
+    let unknown = pm.stub(&other, version, Some("nope"), now).await.unwrap().unwrap_err();
+    assert_eq!(unknown.rule, "unknown_policy");
+}
+
+async fn concurrent_requests_never_overspend(engine: Engine) {
+    let env = env(engine).await;
+    let global = Limit { scope: Scope::Global, max_gas: None, max_ops: Some(10), reset: Reset::Daily };
+    let pm = env.paymaster(config(policy(vec![global]))).await;
+    let now = env.now().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (pm, op) = (pm.clone(), env.op(EntryPointVersion::V08, random_address(), Bytes::new()).1);
+        tasks.spawn(async move { pm.data(&op, EntryPointVersion::V08, None, now).await.unwrap() });
+    }
+    let answers = tasks.join_all().await;
+    let granted = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(granted, 10, "exactly the budget");
+    assert!(answers.iter().filter_map(|a| a.as_ref().err()).all(|d| d.rule == "global_ops"));
+    assert_eq!(pm.budget().list("default", 200).await.unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn sqlite_100_concurrent_requests_against_a_budget_of_10_sponsor_10() {
+    concurrent_requests_never_overspend(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_100_concurrent_requests_against_a_budget_of_10_sponsor_10() {
+    concurrent_requests_never_overspend(Engine::Postgres).await;
+}
+
+/// A sender budget of 1 operation: the same operation asked again replaces its reservation; an expired,
+/// unused one is released (the budget is free again) and refused on-chain (AA32).
+#[tokio::test]
+async fn an_expired_sponsorship_is_released_and_refused_on_chain() {
+    let env = env(Engine::Sqlite).await;
+    let per_sender = Limit { scope: Scope::Sender, max_gas: None, max_ops: Some(1), reset: Reset::Never };
+    let pm = env.paymaster(PaymasterConfig { validity_secs: 5, ..config(policy(vec![per_sender])) }).await;
+    let settler = Settler::new(&pm, env.provider.clone());
+    settler.step().await.unwrap();
+    let version = EntryPointVersion::V08;
+    let (owner, mut op) = env.op(version, random_address(), Bytes::new());
+    let now = env.now().await;
+    sponsor(&pm, version, &mut op, now).await;
+    assert!(pm.data(&op, version, None, now).await.unwrap().is_ok(), "the same operation again: replaced");
+    let second = UserOperation { nonce: U256::from(1), ..op.clone() };
+    assert_eq!(pm.data(&second, version, None, now).await.unwrap().unwrap_err().rule, "sender_ops");
+
+    env.chain.set_next_block_timestamp(now + 60).await.unwrap();
+    env.chain.mine().await.unwrap();
+    settler.step().await.unwrap();
+    assert_eq!(pm.budget().list("default", 10).await.unwrap()[0].status, "released");
+    let packed = env.chain.sign_user_op(version, &op, &owner);
+    let refused = env.chain.handle_ops(version, vec![packed], &env.chain.dev_accounts()[0]).await.unwrap_err();
+    assert!(refused.starts_with("AA32"), "{refused}");
+    assert!(pm.data(&second, version, None, now + 60).await.unwrap().is_ok(), "the budget is free again");
+}
+
+async fn rpc(pm: &Paymaster, method: &str, params: Value) -> Value {
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    custody_paymaster::rpc::handle(pm, request).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_rpc_speaks_erc_7677() {
+    let env = env(Engine::Sqlite).await;
+    let blocked = env.op(EntryPointVersion::V07, random_address(), Bytes::new()).1;
+    let pm = env.paymaster(config(PolicyConfig { senders_block: vec![blocked.sender], ..policy(vec![]) })).await;
+    let chain_id = format!("{:#x}", env.chain.chain_id());
+    let (_, op) = env.op(EntryPointVersion::V07, random_address(), Bytes::new());
+    // What a client sends before gas estimation: no gas fields at all.
+    let request = json!({"sender": op.sender, "nonce": "0x0", "callData": op.call_data, "signature": "0x"});
+    let ep = EntryPointVersion::V07.address();
+    let stub = rpc(&pm, "pm_getPaymasterStubData", json!([request, ep, chain_id, {}])).await;
+    let result = &stub["result"];
+    assert_eq!(result["paymaster"], json!(env.deployment.contracts.paymaster(EntryPointVersion::V07)), "{stub}");
+    assert_eq!(result["isFinal"], json!(false));
+    assert_eq!(result["sponsor"]["name"], json!("Peruri"));
+    assert!(result["paymasterVerificationGasLimit"].is_string() && result["paymasterPostOpGasLimit"].is_string());
+    assert_eq!(result["paymasterData"].as_str().unwrap().len(), 2 + 2 * (6 + 6 + 65));
+    let data = rpc(&pm, "pm_getPaymasterData", json!([request, ep, chain_id, null])).await;
+    assert!(data["result"]["paymasterData"].is_string() && data["result"].get("isFinal").is_none(), "{data}");
+
+    let refused = json!({"sender": blocked.sender, "nonce": "0x0", "callData": "0x"});
+    let denied = rpc(&pm, "pm_getPaymasterStubData", json!([refused, ep, chain_id, {"policyId": "default"}])).await;
+    assert_eq!(denied["error"]["code"], json!(custody_paymaster::rpc::SPONSORSHIP_DENIED), "{denied}");
+    assert_eq!(denied["error"]["data"], json!({"policyId": "default", "rule": "sender_blocked"}));
+    let wrong_chain = rpc(&pm, "pm_getPaymasterStubData", json!([request, ep, "0x1", {}])).await;
+    assert_eq!(wrong_chain["error"]["code"], json!(-32602), "{wrong_chain}");
+    let wrong_ep = rpc(&pm, "pm_getPaymasterStubData", json!([request, random_address(), chain_id, {}])).await;
+    assert_eq!(wrong_ep["error"]["code"], json!(-32602), "{wrong_ep}");
+    assert_eq!(rpc(&pm, "pm_nope", json!([])).await["error"]["code"], json!(-32601));
+}
