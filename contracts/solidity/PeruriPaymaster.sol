@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {IPaymaster} from "@account-abstraction/contracts-v08/interfaces/IPaymaster.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts-v08/interfaces/PackedUserOperation.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
@@ -26,7 +27,7 @@ interface IEntryPointStake {
 ///                  ‖ validUntil (6) ‖ validAfter (6) ‖ signature (65)
 ///
 /// The signature is an ECDSA signature by a signer of the set over the EIP-191 prefixed `getHash(...)`.
-contract PeruriPaymaster is IPaymaster, Ownable {
+contract PeruriPaymaster is IPaymaster, Ownable2Step {
     uint256 private constant PAYMASTER_DATA_OFFSET = 52;
     uint256 private constant VALID_UNTIL_OFFSET = PAYMASTER_DATA_OFFSET;
     uint256 private constant VALID_AFTER_OFFSET = PAYMASTER_DATA_OFFSET + 6;
@@ -44,6 +45,10 @@ contract PeruriPaymaster is IPaymaster, Ownable {
     error NotFromEntryPoint();
     error InvalidPaymasterData(uint256 length);
     error InvalidSigner(address signer);
+    /// `validUntil = 0` would mean "never expires" to the EntryPoint: a sponsorship always has an end.
+    error UnboundedSponsorship();
+    /// Renouncing would lock the deposit, the stake and the signer set for good.
+    error RenounceDisabled();
 
     constructor(address anEntryPoint, address initialOwner, address[] memory signers) Ownable(initialOwner) {
         entryPoint = anEntryPoint;
@@ -107,6 +112,7 @@ contract PeruriPaymaster is IPaymaster, Ownable {
     }
 
     /// @inheritdoc IPaymaster
+    /// @dev Reverts for `validUntil = 0` (UnboundedSponsorship): every sponsorship expires.
     function validatePaymasterUserOp(PackedUserOperation calldata userOp, bytes32, uint256)
         external
         view
@@ -115,6 +121,7 @@ contract PeruriPaymaster is IPaymaster, Ownable {
     {
         (uint48 validUntil, uint48 validAfter, bytes calldata signature) =
             parsePaymasterAndData(userOp.paymasterAndData);
+        if (validUntil == 0) revert UnboundedSponsorship();
         bytes32 digest = MessageHashUtils.toEthSignedMessageHash(getHash(userOp, validUntil, validAfter));
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         uint256 sigFailed = (err == ECDSA.RecoverError.NoError && isSigner[recovered]) ? 0 : 1;
@@ -124,6 +131,12 @@ contract PeruriPaymaster is IPaymaster, Ownable {
 
     /// @notice Never called: validation returns an empty context.
     function postOp(PostOpMode, bytes calldata, uint256, uint256) external view onlyEntryPoint {}
+
+    /// Ownership moves in two steps (`transferOwnership`, then `acceptOwnership` by the new owner) and is
+    /// never renounced.
+    function renounceOwnership() public view override onlyOwner {
+        revert RenounceDisabled();
+    }
 
     /// Deposit for this paymaster in the EntryPoint.
     function getDeposit() external view returns (uint256) {

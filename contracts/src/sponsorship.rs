@@ -17,13 +17,13 @@ pub const PAYMASTER_AND_DATA_LEN: usize = PAYMASTER_DATA_OFFSET + 6 + 6 + 65;
 /// The largest value of a 48-bit timestamp.
 pub const MAX_U48: u64 = (1 << 48) - 1;
 
-/// A sponsorship: which paymaster, its gas limits and the validity window (0 = no bound for `valid_until`).
+/// A sponsorship: which paymaster, its gas limits and the validity window (`valid_until` never 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sponsorship {
     pub paymaster: Address,
     pub verification_gas_limit: u128,
     pub post_op_gas_limit: u128,
-    /// Last second the sponsorship is valid (48 bits; 0 = forever).
+    /// Last second the sponsorship is valid (48 bits; PeruriPaymaster refuses 0, the EntryPoint's "forever").
     pub valid_until: u64,
     /// First second it is valid (48 bits).
     pub valid_after: u64,

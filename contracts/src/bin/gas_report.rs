@@ -93,7 +93,8 @@ impl Bench {
             paymaster: self.deployment.contracts.paymaster(version),
             verification_gas_limit: 60_000,
             post_op_gas_limit: 0,
-            valid_until: 0,
+            // Every sponsorship ends (PeruriPaymaster refuses validUntil = 0).
+            valid_until: custody_contracts::sponsorship::MAX_U48,
             valid_after: 0,
         };
         let mut op = op.clone();

@@ -101,12 +101,17 @@ async fn invalid_sponsorships_are_rejected() {
             env.handle_ops(version, vec![sponsor(&env, version, &op, &s, &signer, &owner)]).await.err().expect("fails");
         assert!(err.starts_with("AA32"), "{version} expired: {err}");
         // Not yet valid.
-        let s = sponsorship(&env, version, 0, now + 3600);
+        let s = sponsorship(&env, version, now + 7200, now + 3600);
         let err =
             env.handle_ops(version, vec![sponsor(&env, version, &op, &s, &signer, &owner)]).await.err().expect("fails");
         assert!(err.starts_with("AA32"), "{version} not yet valid: {err}");
-        // Signed by someone outside the signer set.
+        // Without an end: validUntil = 0 would mean "forever" to the EntryPoint; the paymaster reverts.
         let s = sponsorship(&env, version, 0, 0);
+        let err =
+            env.handle_ops(version, vec![sponsor(&env, version, &op, &s, &signer, &owner)]).await.err().expect("fails");
+        assert!(err.starts_with("AA33"), "{version} unbounded: {err}");
+        // Signed by someone outside the signer set.
+        let s = sponsorship(&env, version, now + 3600, 0);
         let err = env
             .handle_ops(version, vec![sponsor(&env, version, &op, &s, &PrivateKeySigner::random(), &owner)])
             .await
@@ -151,7 +156,7 @@ async fn rotated_out_signer_stops_working() {
         paymaster.addSigner(new.address()).send().await.unwrap().get_receipt().await.unwrap();
         assert!(paymaster.isSigner(new.address()).call().await.unwrap());
         let (owner, op) = first_op(&env, version).await;
-        let s = sponsorship(&env, version, 0, 0);
+        let s = sponsorship(&env, version, now(&env).await + 3600, 0);
         env.handle_ops(version, vec![sponsor(&env, version, &op, &s, &new, &owner)]).await.expect("new signer");
         // Retire the old signer.
         paymaster.removeSigner(old.address()).send().await.unwrap().get_receipt().await.unwrap();
@@ -170,6 +175,26 @@ async fn rotated_out_signer_stops_working() {
             .err()
             .expect("fails");
         assert!(err.as_decoded_error::<PeruriPaymaster::OwnableUnauthorizedAccount>().is_some(), "{err}");
+    }
+}
+
+/// Ownership moves in two steps and is never renounced (that would lock the deposit and signer set).
+#[tokio::test]
+async fn ownership_moves_in_two_steps_and_is_never_renounced() {
+    let env = env().await;
+    let next = env.chain.dev_accounts()[6].clone();
+    let next_provider = env.chain.provider_with(alloy::network::EthereumWallet::new(next.clone()));
+    for version in EntryPointVersion::ALL {
+        let paymaster = PeruriPaymaster::new(env.deployment.contracts.paymaster(version), env.provider.clone());
+        let current = paymaster.owner().call().await.unwrap();
+        let err = paymaster.renounceOwnership().call().await.err().expect("refused");
+        assert!(err.as_decoded_error::<PeruriPaymaster::RenounceDisabled>().is_some(), "{version}: {err}");
+        paymaster.transferOwnership(next.address()).send().await.unwrap().get_receipt().await.unwrap();
+        assert_eq!(paymaster.owner().call().await.unwrap(), current, "{version}: not moved before acceptance");
+        assert_eq!(paymaster.pendingOwner().call().await.unwrap(), next.address());
+        let as_next = PeruriPaymaster::new(*paymaster.address(), next_provider.clone());
+        as_next.acceptOwnership().send().await.unwrap().get_receipt().await.unwrap();
+        assert_eq!(paymaster.owner().call().await.unwrap(), next.address(), "{version}");
     }
 }
 
