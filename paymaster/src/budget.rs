@@ -98,7 +98,10 @@ impl Budget {
     ) -> Result<Result<(), Denial>, Error> {
         let _turn = self.gate.turn().await;
         let mut db = self.pool.begin().await.map_err(Error::db("begin reserve"))?;
-        if self.postgres {
+        // Counted limits need the policy's lock, so two requests never both take the last of a budget;
+        // a policy without any has nothing to overspend.
+        let counted = policy.limits.iter().any(|l| l.scope != Scope::Operation);
+        if self.postgres && counted {
             sqlx::query("SELECT id FROM paymaster_policies WHERE id = $1 FOR UPDATE")
                 .bind(&policy.id)
                 .fetch_optional(&mut *db)

@@ -41,7 +41,7 @@ impl Settler {
         }
     }
 
-    /// Reads up to [`MAX_RANGE`] blocks: settles what they include, releases what expired before the
+    /// Reads up to 2,000 blocks: settles what they include, releases what expired before the
     /// last of them. Returns the number of blocks read.
     pub async fn step(&self) -> Result<u64, Error> {
         let latest = self.provider.get_block_number().await.map_err(Error::rpc("eth_blockNumber"))?;

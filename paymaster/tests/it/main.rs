@@ -8,6 +8,7 @@
 use alloy::primitives::{Address, Bytes, FixedBytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
 use custody_contracts::bindings::peruri_paymaster::PeruriPaymaster;
 use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
 use custody_contracts::test_utils::{peruri_account, random_address, user_op, user_op_event};
@@ -55,7 +56,7 @@ fn policy(limits: Vec<Limit>) -> PolicyConfig {
 impl Env {
     async fn paymaster(&self, config: PaymasterConfig) -> Paymaster {
         let budget = Budget::open(self.keys.db.pool().await, &config.policies).await.unwrap();
-        let signer = self.keys.keyring.signer(KeyClass::Infra, "paymaster").await.unwrap();
+        let signer = self.keys.keyring.signer(KeyClass::Infra, &config.key).await.unwrap();
         Paymaster::new(config, signer, &self.deployment, budget).unwrap()
     }
 
@@ -114,6 +115,53 @@ async fn a_sponsored_operation_is_included_with_peruri_paymaster_and_settled() {
         assert_eq!(row.status, "settled", "{row:?}");
         assert!(row.gas_used.unwrap() > 0 && row.gas_used.unwrap() < row.max_gas, "{row:?}");
         assert!(row.tx_hash.is_some());
+    }
+}
+
+/// Rotation of the paymaster key with operations in flight: the new key is added to PeruriPaymaster's
+/// signer set, signing switches to it, and the old one is removed only after the overlap; an operation
+/// the old key sponsored before the switch is still included, and after the removal the old key's
+/// sponsorships are refused on-chain.
+#[tokio::test]
+async fn the_paymaster_key_rotates_without_failing_operations_in_flight() {
+    let env = env(Engine::Sqlite).await;
+    env.keys.keyring.create_infra("paymaster-2").await.unwrap();
+    let old = env.paymaster(config(policy(vec![]))).await;
+    let new = env.paymaster(PaymasterConfig { key: "paymaster-2".to_owned(), ..config(policy(vec![])) }).await;
+    let new_key = env.keys.keyring.signer(KeyClass::Infra, "paymaster-2").await.unwrap().address();
+    let dev = &env.chain.dev_accounts()[0];
+    let admin = env.chain.provider_with(alloy::network::EthereumWallet::from(dev.clone()));
+    for version in EntryPointVersion::ALL {
+        let contract = PeruriPaymaster::new(env.deployment.contracts.paymaster(version), admin.clone());
+        let (owner1, mut in_flight) = env.op(version, random_address(), Bytes::new());
+        sponsor(&old, version, &mut in_flight, env.now().await).await;
+        // 1. Add the new signer; 2. switch signing to it (the service restarted with key = "paymaster-2").
+        assert!(contract.addSigner(new_key).send().await.unwrap().get_receipt().await.unwrap().status());
+        let (owner2, mut after) = env.op(version, random_address(), Bytes::new());
+        sponsor(&new, version, &mut after, env.now().await).await;
+        let ops = vec![
+            env.chain.sign_user_op(version, &in_flight, &owner1),
+            env.chain.sign_user_op(version, &after, &owner2),
+        ];
+        let receipt = env.chain.handle_ops(version, ops, dev).await.unwrap();
+        let events: Vec<bool> = receipt
+            .inner
+            .logs()
+            .iter()
+            .filter_map(|l| custody_contracts::IEntryPoint::UserOperationEvent::decode_log_data(l.data()).ok())
+            .map(|e| e.success)
+            .collect();
+        assert_eq!(events, vec![true, true], "{version}: the in-flight and the new operation are both included");
+        // 3. After the overlap (every old sponsorship expired or included), remove the old signer.
+        let old_key = env.keys.keyring.signer(KeyClass::Infra, "paymaster").await.unwrap().address();
+        assert!(contract.removeSigner(old_key).send().await.unwrap().get_receipt().await.unwrap().status());
+        let (owner3, mut late) = env.op(version, random_address(), Bytes::new());
+        sponsor(&old, version, &mut late, env.now().await).await;
+        let refused = env.chain.handle_ops(version, vec![env.chain.sign_user_op(version, &late, &owner3)], dev).await;
+        assert!(refused.unwrap_err().starts_with("AA34"), "{version}: the old key is out");
+        let (owner4, mut fine) = env.op(version, random_address(), Bytes::new());
+        sponsor(&new, version, &mut fine, env.now().await).await;
+        env.chain.handle_ops(version, vec![env.chain.sign_user_op(version, &fine, &owner4)], dev).await.unwrap();
     }
 }
 

@@ -24,6 +24,10 @@ pub(crate) struct PaymasterArgs {
     /// Database URL (default: a fresh SQLite file in a temporary directory).
     #[arg(long)]
     database_url: Option<String>,
+    /// Give the policy counted budgets (a global and a per-sender operation limit, daily), so every
+    /// sponsorship counts them under the policy's lock.
+    #[arg(long)]
+    counted: bool,
 }
 
 #[expect(clippy::print_stdout, reason = "a load generator prints its figures")]
@@ -58,7 +62,18 @@ pub(super) async fn run(args: PaymasterArgs, softhsm: SoftHsm) -> anyhow::Result
     std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
     let mut config =
         crate::devnet::api_config(&softhsm, &db_url, None, &deployment_file, jwt_public, "127.0.0.1:0".parse()?);
-    let policy = custody_paymaster::PolicyConfig { id: "bench".to_owned(), ..Default::default() };
+    let limit = |scope, max| custody_paymaster::Limit {
+        scope,
+        max_gas: None,
+        max_ops: Some(max),
+        reset: custody_paymaster::Reset::Daily,
+    };
+    let limits = if args.counted {
+        vec![limit(custody_paymaster::Scope::Global, args.n as u64 + 1), limit(custody_paymaster::Scope::Sender, 10)]
+    } else {
+        Vec::new()
+    };
+    let policy = custody_paymaster::PolicyConfig { id: "bench".to_owned(), limits, ..Default::default() };
     config.paymaster = Some(custody_paymaster::PaymasterConfig {
         default_policy: policy.id.clone(),
         policies: vec![policy],
@@ -96,7 +111,11 @@ pub(super) async fn run(args: PaymasterArgs, softhsm: SoftHsm) -> anyhow::Result
     api.abort();
 
     let engine = if db_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
-    println!("custody bench paymaster: SoftHSM2, {engine}, {} cores", std::thread::available_parallelism()?.get());
+    let budgets = if args.counted { "counted budgets" } else { "no counted budgets" };
+    println!(
+        "custody bench paymaster: SoftHSM2, {engine}, {budgets}, {} cores",
+        std::thread::available_parallelism()?.get()
+    );
     println!("{}", raw.line(&format!("paymaster key signing (c={})", args.concurrency), "sig/s"));
     println!("{}", sponsor.line(&format!("pm_getPaymasterData (c={}, n={})", args.concurrency, args.n), "op/s"));
     println!("  ratio to the key's signing rate: {:.2}x", sponsor.rate() / raw.rate());
