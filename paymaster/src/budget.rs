@@ -1,17 +1,20 @@
 //! Budgets: a sponsorship is reserved against its policy's global and per-sender limits when it is
 //! signed, in one write that first locks the policy (a row lock on PostgreSQL, the write gate on
 //! SQLite), so concurrent requests never overspend. It is settled from the operation's
-//! UserOperationEvent (its gas used) or released once its signature expired unused.
+//! UserOperationEvent (its gas used) or released once its signature expired unused. Each change moves
+//! the running counters (`usage.rs`, table `paymaster_usage`) in the same write, so a reservation reads them in constant
+//! time however many sponsorships its period holds.
 
 use alloy::primitives::{Address, B256, U256};
 use custody_contracts::EntryPointVersion;
 use custody_db::{Dialect, WriteGate, encode_address, encode_b256, now_millis};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::{
     Error,
     config::{PolicyConfig, Scope},
     policy::Denial,
+    usage::Counter,
 };
 
 /// The budget book over the service database.
@@ -20,6 +23,18 @@ pub struct Budget {
     pool: AnyPool,
     gate: WriteGate,
     postgres: bool,
+    /// Each policy's counters, for settling and releasing its sponsorships.
+    counters: std::sync::Arc<std::collections::HashMap<String, Vec<Counter>>>,
+}
+
+/// A stored sponsorship, as a change of the counters needs it.
+struct Reserved {
+    policy: String,
+    sender: Address,
+    status: String,
+    max_gas: i64,
+    /// Unix seconds.
+    created: u64,
 }
 
 /// One sponsorship as officers list it.
@@ -63,7 +78,13 @@ impl Budget {
                 .await
                 .map_err(Error::db("policy row"))?;
         }
-        Ok(Self { gate: WriteGate::of(&pool), postgres: Dialect::of(&pool).is_postgres(), pool })
+        let counters = policies.iter().map(|p| (p.id.clone(), Counter::of(p))).collect();
+        Ok(Self {
+            gate: WriteGate::of(&pool),
+            postgres: Dialect::of(&pool).is_postgres(),
+            pool,
+            counters: std::sync::Arc::new(counters),
+        })
     }
 
     /// Reserves `gas` for sponsorship `id` of `sender` under `policy`, valid until `valid_until`; a
@@ -110,24 +131,24 @@ impl Budget {
         }
         let now = now_millis();
         let now_secs = u64::try_from(now / 1000).unwrap_or(0);
+        let earlier = reserved(&mut db, id).await?;
+        if earlier.as_ref().is_some_and(|e| e.status == "settled") {
+            return Ok(Err(Denial::new(&policy.id, "already_included", "this operation was sponsored and included")));
+        }
+        // The operation's own earlier reservation is replaced, not added to.
+        let replaced = earlier.filter(|e| e.status == "reserved");
         for limit in policy.limits.iter().filter(|l| l.scope != Scope::Operation) {
-            let since = i64::try_from(limit.reset.period_start(now_secs) * 1000).unwrap_or(i64::MAX);
-            let per_sender = if limit.scope == Scope::Sender { " AND sender = $4" } else { "" };
-            let sql = format!(
-                "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN status = 'settled' THEN gas_used ELSE max_gas END), 0) \
-                 AS BIGINT) AS gas FROM paymaster_sponsorships WHERE policy = $1 AND status IN ('reserved', 'settled') \
-                 AND created_at >= $2 AND id <> $3{per_sender}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(&policy.id)
-                .bind(since)
-                .bind(id)
-                .bind(encode_address(sender))
-                .fetch_one(&mut *db)
-                .await
-                .map_err(Error::db("count budget"))?;
-            let count = u64::try_from(row.try_get::<i64, _>("n").map_err(Error::db("decode count"))?).unwrap_or(0);
-            let used = u64::try_from(row.try_get::<i64, _>("gas").map_err(Error::db("decode gas"))?).unwrap_or(0);
+            let counter = Counter { scope: limit.scope, reset: limit.reset };
+            let (mut count, mut used) = counter.read(&mut db, &policy.id, sender, now_secs).await?;
+            if let Some(e) = &replaced
+                && e.policy == policy.id
+                && e.sender == sender
+                && limit.reset.period_start(e.created) == limit.reset.period_start(now_secs)
+            {
+                count -= 1;
+                used -= e.max_gas;
+            }
+            let (count, used) = (u64::try_from(count).unwrap_or(0), u64::try_from(used).unwrap_or(0));
             let whose = if limit.scope == Scope::Sender { "sender" } else { "global" };
             if let Some(max) = limit.max_ops
                 && count + 1 > max
@@ -166,6 +187,13 @@ impl Budget {
         if stored.rows_affected() == 0 {
             return Ok(Err(Denial::new(&policy.id, "already_included", "this operation was sponsored and included")));
         }
+        if let Some(e) = &replaced {
+            self.count(&mut db, e, (-1, -e.max_gas)).await?;
+        }
+        let gas = i64::try_from(gas).unwrap_or(i64::MAX);
+        for counter in Counter::of(policy) {
+            counter.add(&mut db, &policy.id, sender, now_secs, (1, gas)).await?;
+        }
         db.commit().await.map_err(Error::db("commit reserve"))?;
         Ok(Ok(()))
     }
@@ -174,34 +202,63 @@ impl Budget {
     /// inclusion). Returns whether a row changed.
     pub async fn settle(&self, id: &str, gas_used: u64, user_op_hash: B256, tx_hash: B256) -> Result<bool, Error> {
         let _turn = self.gate.turn().await;
-        let done = sqlx::query(
+        let mut db = self.pool.begin().await.map_err(Error::db("begin settle"))?;
+        let Some(row) = reserved(&mut db, id).await?.filter(|r| r.status != "settled") else { return Ok(false) };
+        let gas_used = i64::try_from(gas_used).unwrap_or(i64::MAX);
+        // A reserved one counted its limits; a released one counted nothing any more.
+        let delta = if row.status == "reserved" { (0, gas_used - row.max_gas) } else { (1, gas_used) };
+        self.count(&mut db, &row, delta).await?;
+        sqlx::query(
             "UPDATE paymaster_sponsorships SET status = 'settled', gas_used = $1, user_op_hash = $2, tx_hash = $3, \
-             updated_at = $4 WHERE id = $5 AND status IN ('reserved', 'released')",
+             updated_at = $4 WHERE id = $5",
         )
-        .bind(i64::try_from(gas_used).unwrap_or(i64::MAX))
+        .bind(gas_used)
         .bind(encode_b256(user_op_hash))
         .bind(encode_b256(tx_hash))
         .bind(now_millis())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *db)
         .await
         .map_err(Error::db("settle"))?;
-        Ok(done.rows_affected() == 1)
+        db.commit().await.map_err(Error::db("commit settle"))?;
+        Ok(true)
+    }
+
+    /// Adds `delta` (operations, gas) to the counters `row` was counted in (its policy's, in the period
+    /// of its reservation).
+    async fn count(&self, db: &mut Transaction<'static, Any>, row: &Reserved, delta: (i64, i64)) -> Result<(), Error> {
+        for counter in self.counters.get(&row.policy).into_iter().flatten() {
+            counter.add(db, &row.policy, row.sender, row.created, delta).await?;
+        }
+        Ok(())
     }
 
     /// Releases the reservations whose signatures expired before `before` (unix seconds). Returns how many.
     pub async fn release_expired(&self, before: u64) -> Result<u64, Error> {
         let _turn = self.gate.turn().await;
-        let done = sqlx::query(
-            "UPDATE paymaster_sponsorships SET status = 'released', updated_at = $1 \
-             WHERE status = 'reserved' AND valid_until < $2",
-        )
-        .bind(now_millis())
-        .bind(i64::try_from(before).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await
-        .map_err(Error::db("release"))?;
-        Ok(done.rows_affected())
+        let mut db = self.pool.begin().await.map_err(Error::db("begin release"))?;
+        let ids: Vec<String> =
+            sqlx::query("SELECT id FROM paymaster_sponsorships WHERE status = 'reserved' AND valid_until < $1")
+                .bind(i64::try_from(before).unwrap_or(i64::MAX))
+                .fetch_all(&mut *db)
+                .await
+                .map_err(Error::db("expired"))?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()
+                .map_err(Error::db("decode expired"))?;
+        for id in &ids {
+            let Some(row) = reserved(&mut db, id).await? else { continue };
+            self.count(&mut db, &row, (-1, -row.max_gas)).await?;
+            sqlx::query("UPDATE paymaster_sponsorships SET status = 'released', updated_at = $1 WHERE id = $2")
+                .bind(now_millis())
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(Error::db("release"))?;
+        }
+        db.commit().await.map_err(Error::db("commit release"))?;
+        Ok(ids.len() as u64)
     }
 
     /// Sponsorships of `policy`, newest first, at most `limit`.
@@ -263,4 +320,24 @@ impl Budget {
         .map_err(Error::db("set cursor"))?;
         Ok(())
     }
+}
+
+/// The sponsorship `id` as the counters need it.
+async fn reserved(db: &mut Transaction<'static, Any>, id: &str) -> Result<Option<Reserved>, Error> {
+    let row =
+        sqlx::query("SELECT policy, sender, status, max_gas, created_at FROM paymaster_sponsorships WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **db)
+            .await
+            .map_err(Error::db("sponsorship"))?;
+    let Some(row) = row else { return Ok(None) };
+    let text = |c: &'static str| row.try_get::<String, _>(c).map_err(|_| Error::Corrupt(c));
+    let created: i64 = row.try_get("created_at").map_err(|_| Error::Corrupt("created_at"))?;
+    Ok(Some(Reserved {
+        policy: text("policy")?,
+        sender: custody_db::decode_address(&text("sender")?).map_err(|_| Error::Corrupt("sender"))?,
+        status: text("status")?,
+        max_gas: row.try_get("max_gas").map_err(|_| Error::Corrupt("max_gas"))?,
+        created: u64::try_from(created / 1000).unwrap_or(0),
+    }))
 }

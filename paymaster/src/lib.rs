@@ -21,6 +21,7 @@ mod error;
 pub mod policy;
 pub mod rpc;
 mod settle;
+mod usage;
 
 use alloy::primitives::{Address, Bytes, U256};
 use custody_contracts::sponsorship::Sponsorship;

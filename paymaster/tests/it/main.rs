@@ -296,6 +296,26 @@ async fn an_expired_sponsorship_is_released_and_refused_on_chain() {
     assert!(pm.data(&second, version, None, now + 60).await.unwrap().is_ok(), "the budget is free again");
 }
 
+/// A gas budget counts an operation's gas limits while it is reserved and its gas used once settled.
+#[tokio::test]
+async fn settling_returns_the_unused_gas_to_the_budget() {
+    let env = env(Engine::Sqlite).await;
+    let version = EntryPointVersion::V08;
+    let (_, first) = env.op(version, random_address(), Bytes::new());
+    let (_, second) = env.op(version, random_address(), Bytes::new());
+    let pm = env.paymaster(config(policy(vec![]))).await;
+    let limits = pm.stub(&first, version, None, 0).await.unwrap().unwrap();
+    let op_gas = first.max_gas() + limits.verification_gas_limit + limits.post_op_gas_limit;
+    let global = Limit { scope: Scope::Global, max_gas: Some(op_gas * 3 / 2), max_ops: None, reset: Reset::Monthly };
+    let pm = env.paymaster(config(policy(vec![global]))).await;
+    let now = env.now().await;
+    assert!(pm.data(&first, version, None, now).await.unwrap().is_ok());
+    assert_eq!(pm.data(&second, version, None, now).await.unwrap().unwrap_err().rule, "global_gas");
+    let id = custody_paymaster::sponsorship_id(version, first.sender, first.nonce);
+    assert!(pm.budget().settle(&id, 100_000, Default::default(), Default::default()).await.unwrap());
+    assert!(pm.data(&second, version, None, now).await.unwrap().is_ok(), "the unused gas came back");
+}
+
 async fn rpc(pm: &Paymaster, method: &str, params: Value) -> Value {
     let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     custody_paymaster::rpc::handle(pm, request).await.unwrap()
