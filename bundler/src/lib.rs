@@ -16,7 +16,7 @@
 //!   v0.7 and v0.8 with an ERC-7562 inspector, gas estimation.
 //!
 //! See `shared/DESIGN.md` §5. Bundler keys stay in the HSM: bundle transactions are
-//! signed through `custody-signer` and sent, followed and replaced by `custody-sender`. Migrations: `bundler/migrations/{sqlite,postgres}`,
+//! signed through `custody-signer` and sent, followed and replaced by `custody-sender`. Migrations: `bundler/migrations` (one SQL for both dialects),
 //! applied through `custody_db::migrate` on the service's shared pool.
 
 mod builder;

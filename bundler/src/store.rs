@@ -118,8 +118,8 @@ impl Store {
     /// A store on `pool`, its migrations applied.
     pub(crate) async fn open(pool: AnyPool) -> Result<Self, BundlerError> {
         // The two folders hold the same SQL today; they are kept apart so either can diverge.
-        custody_db::migrate(&pool, sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite"))
-            .await?;
+        // One SQL for both dialects.
+        custody_db::migrate(&pool, sqlx::migrate!("./migrations"), sqlx::migrate!("./migrations")).await?;
         Ok(Self { gate: WriteGate::of(&pool), pool })
     }
 

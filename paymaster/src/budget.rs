@@ -70,7 +70,8 @@ pub fn sponsorship_id(version: EntryPointVersion, sender: Address, nonce: U256) 
 impl Budget {
     /// The book over `pool` (its tables migrated here); `policies` get their lock rows.
     pub async fn open(pool: AnyPool, policies: &[PolicyConfig]) -> Result<Self, Error> {
-        custody_db::migrate(&pool, sqlx::migrate!("migrations/postgres"), sqlx::migrate!("migrations/sqlite")).await?;
+        // One SQL for both dialects.
+        custody_db::migrate(&pool, sqlx::migrate!("./migrations"), sqlx::migrate!("./migrations")).await?;
         for policy in policies {
             sqlx::query("INSERT INTO paymaster_policies (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
                 .bind(&policy.id)

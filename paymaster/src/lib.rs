@@ -13,7 +13,7 @@
 //!
 //! A sponsorship is valid for `validity_secs` (never unbounded). Its budget is reserved when it is
 //! signed, counted with its gas limits until its receipt settles it at its gas used. Tables:
-//! `paymaster/migrations/{sqlite,postgres}`, applied through `custody_db::migrate`.
+//! `paymaster/migrations` (one SQL for both dialects), applied through `custody_db::migrate`.
 
 pub mod budget;
 pub mod config;
@@ -191,16 +191,7 @@ impl Paymaster {
         policy: Option<&str>,
         now: u64,
     ) -> Result<Result<Sponsored, Denial>, Error> {
-        let (policy, op, verification, post_op) = match self.admit(op, version, policy, now) {
-            Ok(admitted) => admitted,
-            Err(denial) => return Ok(Err(denial)),
-        };
-        let key = (sponsorship_id(version, op.sender, op.nonce), version, op.sender, op.nonce);
-        if let Err(denial) = self.budget.check(policy, (&key.0, key.1, key.2, key.3), op.max_gas()).await? {
-            return Ok(Err(denial));
-        }
-        let sponsorship = self.sponsorship(version, verification, post_op, now);
-        Ok(Ok(self.answer(&sponsorship, &STUB_SIGNATURE)))
+        self.sponsored(op, version, policy, now, false).await
     }
 
     /// `pm_getPaymasterData`: the checks again, the budget reserved, the sponsorship signed in the HSM.
@@ -211,6 +202,18 @@ impl Paymaster {
         policy: Option<&str>,
         now: u64,
     ) -> Result<Result<Sponsored, Denial>, Error> {
+        self.sponsored(op, version, policy, now, true).await
+    }
+
+    /// The rules, then the budget checked (the stub) or reserved and the sponsorship signed (`signed`).
+    async fn sponsored(
+        &self,
+        op: &UserOperation,
+        version: EntryPointVersion,
+        policy: Option<&str>,
+        now: u64,
+        signed: bool,
+    ) -> Result<Result<Sponsored, Denial>, Error> {
         let (policy, op, verification, post_op) = match self.admit(op, version, policy, now) {
             Ok(admitted) => admitted,
             Err(denial) => return Ok(Err(denial)),
@@ -218,9 +221,17 @@ impl Paymaster {
         let sponsorship = self.sponsorship(version, verification, post_op, now);
         let id = sponsorship_id(version, op.sender, op.nonce);
         let key = (id.as_str(), version, op.sender, op.nonce);
-        if let Err(denial) = self.budget.reserve(policy, key, op.max_gas(), sponsorship.valid_until).await? {
+        let booked = if signed {
+            self.budget.reserve(policy, key, op.max_gas(), sponsorship.valid_until).await?
+        } else {
+            self.budget.check(policy, key, op.max_gas()).await?
+        };
+        if let Err(denial) = booked {
             metrics::counter!("custody_paymaster_denials_total", "rule" => denial.rule).increment(1);
             return Ok(Err(denial));
+        }
+        if !signed {
+            return Ok(Ok(self.answer(&sponsorship, &STUB_SIGNATURE)));
         }
         let packed = op.pack().map_err(|_| Error::Config("the operation does not pack".to_owned()))?;
         let digest = sponsorship.signing_digest(&packed, self.chain_id);

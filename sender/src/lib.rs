@@ -150,7 +150,8 @@ impl Sender {
 
     /// Creates or upgrades the sender's tables in `pool`'s database.
     pub async fn migrate(pool: &AnyPool) -> Result<(), Error> {
-        custody_db::migrate(pool, sqlx::migrate!("migrations/postgres"), sqlx::migrate!("migrations/sqlite"))
+        // One SQL for both dialects.
+        custody_db::migrate(pool, sqlx::migrate!("./migrations"), sqlx::migrate!("./migrations"))
             .await
             .map_err(Error::Migrate)
     }
