@@ -355,7 +355,7 @@ impl Bundler {
     /// Takes the sender's settled bundles of `key`: a mined one includes its operations that have a
     /// UserOperationEvent; every operation still submitted goes back to the mempool.
     async fn track(&self, key: &KeySlot) -> Result<(), BundlerError> {
-        for settled in self.sender.track(&key.signer).await? {
+        for settled in self.sender.track(&key.signer, "bundle:").await? {
             let (entry_point, ops) = parse_bundle_context(&settled.context)?;
             match &settled.outcome {
                 Outcome::Included(receipt) => {

@@ -18,9 +18,10 @@ fn bump(fee: u128) -> u128 {
 }
 
 impl Sender {
-    /// Follows `key`'s unsettled sends (receipts, taken nonces, stuck transactions), then returns every
-    /// settled send of `key` whose outcome the caller has not [`finish`](Self::finish)ed.
-    pub async fn track(&self, key: &EthSigner) -> Result<Vec<Settled>, Error> {
+    /// Follows `key`'s unsettled sends (receipts, taken nonces, stuck transactions), then returns the
+    /// settled sends of `key` whose id starts with `prefix` (the caller's own, where several share a
+    /// key) and whose outcome the caller has not [`finish`](Self::finish)ed.
+    pub async fn track(&self, key: &EthSigner, prefix: &str) -> Result<Vec<Settled>, Error> {
         let from = key.address();
         let open = record::open(&self.pool, from).await?;
         if !open.is_empty() {
@@ -37,7 +38,7 @@ impl Sender {
             }
         }
         let mut settled = Vec::new();
-        for send in record::unfinished(&self.pool, from).await? {
+        for send in record::unfinished(&self.pool, from).await?.into_iter().filter(|s| s.id.starts_with(prefix)) {
             settled.push(self.settled(send).await?);
         }
         Ok(settled)

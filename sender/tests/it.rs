@@ -41,7 +41,7 @@ impl Env {
     async fn settle(&self, sender: &Sender, ids: &[&str]) -> Vec<Settled> {
         let mut out: Vec<Settled> = Vec::new();
         for _ in 0..100 {
-            for settled in sender.track(&self.key).await.unwrap() {
+            for settled in sender.track(&self.key, "").await.unwrap() {
                 sender.finish(&settled.id).await.unwrap();
                 out.push(settled);
             }
@@ -84,9 +84,13 @@ async fn sends_once_per_id(engine: Engine) {
     assert_eq!(receipt.transaction_hash, first.hash);
     assert_eq!(env.provider.get_balance(to).await.unwrap(), U256::from(7));
     // Finished: not returned again.
-    assert!(sender.track(&env.key).await.unwrap().is_empty());
+    assert!(sender.track(&env.key, "").await.unwrap().is_empty());
     // A second id takes the next nonce.
     assert_eq!(sender.send("pay:2", &env.key, pay(to, 1), "").await.unwrap().nonce, first.nonce + 1);
+    // Callers sharing a key see only their own outcomes (by id prefix); tracking still follows all.
+    assert!(sender.track(&env.key, "other:").await.unwrap().is_empty());
+    let mine = sender.track(&env.key, "pay:").await.unwrap();
+    assert_eq!(mine.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["pay:2"]);
 }
 
 #[tokio::test]

@@ -111,7 +111,7 @@ struct Pending {
     reply: oneshot::Sender<Result<i64, AuditError>>,
 }
 
-fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
+pub(crate) fn entry_hash(prev: &str, seq: i64, at: i64, e: &Entry<'_>) -> String {
     let mut body = serde_json::json!([seq, at, e.actor, e.action, e.target, e.request_id, e.outcome]);
     if !e.details.is_empty()
         && let Some(fields) = body.as_array_mut()

@@ -26,10 +26,27 @@ pub(crate) struct Config {
     /// `[bundler]`: the ERC-4337 bundler at `POST /rpc` (needs `[chain]`); off when absent.
     #[serde(default)]
     pub(crate) bundler: Option<custody_bundler::BundlerConfig>,
+    /// `[audit]`: checkpoints of the audit trail on-chain.
+    #[serde(default)]
+    pub(crate) audit: AuditSection,
     /// `[paymaster]`: ERC-7677 sponsorship at `POST /paymaster` (needs `[chain]` and the key `key`);
     /// off when absent.
     #[serde(default)]
     pub(crate) paymaster: Option<custody_paymaster::PaymasterConfig>,
+}
+
+/// `[audit]`: the trail's head anchored in PLOG from the `anchor` key (needs `[chain]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuditSection {
+    /// Seconds between checkpoints (a new one only when the trail grew); 0 turns them off.
+    pub(crate) checkpoint_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self { checkpoint_secs: 300 }
+    }
 }
 
 /// `[issuance]`: the activity mirror's policy rules and worker.

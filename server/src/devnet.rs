@@ -361,6 +361,7 @@ pub(crate) fn api_config(
         issuance: IssuanceSection::default(),
         bundler: Some(custody_bundler::BundlerConfig { debug_methods: true, ..Default::default() }),
         paymaster: None,
+        audit: AuditSection { checkpoint_secs: 5 },
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod api;
 mod audit;
+mod audit_checkpoint;
 #[cfg(feature = "dev")]
 mod bench;
 mod bundler;

@@ -137,7 +137,28 @@ fn spawn_paymaster_settler(state: &AppState, tasks: &mut Tasks) {
     }
 }
 
-fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts::Deployment> {
+/// The audit checkpointer (the trail's head anchored in PLOG), when `[audit] checkpoint_secs` is not 0
+/// and a chain, a deployment and the `anchor` key are there.
+async fn spawn_audit_checkpoints(config: &Config, state: &AppState, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let (secs, Some(chain), Some(path)) = (config.audit.checkpoint_secs, &state.chain, &config.chain.deployment_file)
+    else {
+        return Ok(());
+    };
+    if secs == 0 {
+        return Ok(());
+    }
+    let Ok(key) = state.keyring.signer(custody_signer::KeyClass::Infra, "anchor").await else {
+        tracing::warn!("no active `anchor` key: audit checkpoints are not anchored");
+        return Ok(());
+    };
+    let log = deployment_record(path)?.contracts.peruri_log;
+    let checkpointer = crate::audit_checkpoint::Checkpointer::new(state.pool.clone(), chain.clone(), key, log);
+    let stopping = tasks.stopping();
+    tasks.spawn("audit-checkpoints", checkpointer.run(Duration::from_secs(secs), stopping));
+    Ok(())
+}
+
+pub(crate) fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts::Deployment> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing the deployment record {}", path.display()))
 }
@@ -234,6 +255,7 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
     let state = Arc::new(state(&config, &mut tasks).await?);
     spawn_issuance(&config, &state, &mut tasks).await?;
     spawn_paymaster_settler(&state, &mut tasks);
+    spawn_audit_checkpoints(&config, &state, &mut tasks).await?;
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),

@@ -14,7 +14,7 @@ impl Worker {
     pub async fn confirm(&self) -> Result<usize, Error> {
         let mut mined = 0;
         for key in [&self.issuer, &self.anchorer] {
-            for settled in self.sender.track(key).await? {
+            for settled in self.sender.track(key, super::SEND_PREFIX).await? {
                 failpoint::hit("mined").await;
                 mined += self.record_outcome(&settled).await?;
                 self.sender.finish(&settled.id).await?;

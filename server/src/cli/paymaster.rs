@@ -67,7 +67,7 @@ pub(crate) async fn run(cmd: PaymasterCommand, config: &Config) -> anyhow::Resul
         let sent = sender.send(&id, &key, call, "").await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let outcome = loop {
-            if let Some(settled) = sender.track(&key).await?.into_iter().find(|s| s.id == id) {
+            if let Some(settled) = sender.track(&key, "paymaster-deposit:").await?.into_iter().find(|s| s.id == id) {
                 sender.finish(&id).await?;
                 break settled.outcome;
             }

@@ -1,0 +1,259 @@
+//! Audit checkpoints: every `[audit] checkpoint_secs`, the trail's head (sequence number `n`, hash
+//! `h`) is anchored in PLOG from the `anchor` key through the transaction sender, as
+//! `anchor(keccak256("peruri:audit:<n>"), h, n, "peruri:audit:<n>")`. `custody audit verify` then checks
+//! every such anchor on-chain against the trail, so a trail rewritten consistently (each hash
+//! recomputed, by someone who can drop the append-only triggers) is caught at the first checkpoint
+//! after the change.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, keccak256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::{SolCall, SolEvent};
+use anyhow::{Context, bail};
+use custody_contracts::bindings::peruri_log::PeruriLog;
+use custody_sender::{Call, Outcome, Sender};
+use custody_signer::EthSigner;
+use sqlx::{AnyPool, Row};
+use tracing::{info, warn};
+
+/// Sender ids and PLOG URIs of checkpoints: `peruri:audit:<seq>`.
+const PREFIX: &str = "peruri:audit:";
+
+/// The PLOG batch id of the checkpoint at `seq`.
+pub(crate) fn batch_id(seq: i64) -> B256 {
+    keccak256(format!("{PREFIX}{seq}"))
+}
+
+/// Anchors the trail's head in PLOG.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpointer {
+    pool: AnyPool,
+    sender: Sender,
+    key: EthSigner,
+    log: Address,
+}
+
+impl Checkpointer {
+    pub(crate) fn new(pool: AnyPool, provider: DynProvider, key: EthSigner, log: Address) -> Self {
+        let sender = Sender::new(pool.clone(), provider, custody_sender::SenderConfig::default());
+        Self { pool, sender, key, log }
+    }
+
+    /// Takes the outcomes of sent checkpoints, then anchors the head if it moved and none is in flight.
+    /// Returns the sequence number anchored, if one was sent.
+    pub(crate) async fn step(&self) -> anyhow::Result<Option<i64>> {
+        for settled in self.sender.track(&self.key, PREFIX).await? {
+            let seq: i64 = settled.id[PREFIX.len()..].parse().context("checkpoint id")?;
+            match &settled.outcome {
+                Outcome::Included(receipt) if receipt.status() => {
+                    sqlx::query("UPDATE audit_checkpoints SET tx_hash = $1, block = $2 WHERE seq = $3")
+                        .bind(custody_db::encode_b256(receipt.transaction_hash))
+                        .bind(receipt.block_number.map(|b| b as i64))
+                        .bind(seq)
+                        .execute(&self.pool)
+                        .await?;
+                    metrics::gauge!("custody_audit_checkpoint_seq").set(seq as f64);
+                    info!(seq, tx = %receipt.transaction_hash, "audit checkpoint anchored");
+                }
+                other => {
+                    // Not anchored: forget it, the next step anchors the head again.
+                    warn!(seq, outcome = other.as_str(), "audit checkpoint did not take effect; retrying");
+                    sqlx::query("DELETE FROM audit_checkpoints WHERE seq = $1").bind(seq).execute(&self.pool).await?;
+                }
+            }
+            self.sender.finish(&settled.id).await?;
+        }
+        let Some(head) =
+            sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last, \
+             CAST(COALESCE(SUM(CASE WHEN tx_hash IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS open \
+             FROM audit_checkpoints",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (last, open): (i64, i64) = (row.try_get("last")?, row.try_get("open")?);
+        if seq <= last || open > 0 {
+            return Ok(None);
+        }
+        let root: B256 = format!("0x{hash}").parse().context("audit hash")?;
+        let input = PeruriLog::anchorCall {
+            batchId: batch_id(seq),
+            root,
+            leafCount: u64::try_from(seq).unwrap_or(0),
+            uri: format!("{PREFIX}{seq}"),
+        }
+        .abi_encode();
+        let call = Call { to: self.log, input: input.into(), ..Default::default() };
+        let prepared = self.sender.prepare(self.key.address(), call).await?;
+        let id = format!("{PREFIX}{seq}");
+        let mut write = self.sender.begin().await?;
+        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, created_at) VALUES ($1, $2, $3)")
+            .bind(seq)
+            .bind(&hash)
+            .bind(custody_db::now_millis())
+            .execute(&mut *write.db)
+            .await?;
+        self.sender.record(&mut write, &id, &self.key, prepared, "").await?;
+        write.commit().await?;
+        self.sender.broadcast(&id, &self.key).await?;
+        Ok(Some(seq))
+    }
+
+    /// Steps every `interval` until `stop` completes; a failed step is logged and retried.
+    pub(crate) async fn run(self, interval: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.step().await {
+                warn!(error = %e, "audit checkpoint step failed; retrying");
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// Checks every audit checkpoint PLOG holds (its BatchAnchored events from `from_block`) against the
+/// trail: the entry at its sequence number must exist with the anchored hash. Returns how many matched.
+pub(crate) async fn verify_anchored(
+    pool: &AnyPool,
+    provider: &DynProvider,
+    log: Address,
+    from_block: u64,
+) -> anyhow::Result<usize> {
+    let filter =
+        Filter::new().address(log).event_signature(PeruriLog::BatchAnchored::SIGNATURE_HASH).from_block(from_block);
+    let mut matched = 0;
+    for entry in provider.get_logs(&filter).await.context("reading PLOG's BatchAnchored events")? {
+        let Ok(event) = PeruriLog::BatchAnchored::decode_log_data(entry.data()) else { continue };
+        let Some(seq) = event.uri.strip_prefix(PREFIX).and_then(|s| s.parse::<i64>().ok()) else { continue };
+        if event.batchId != batch_id(seq) {
+            continue; // not one of ours
+        }
+        let tx = entry.transaction_hash.unwrap_or_default();
+        let stored: Option<String> = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get("hash"))
+            .transpose()?;
+        match stored {
+            None => bail!("audit entry {seq}, anchored on-chain in {tx}, is missing from the trail"),
+            Some(hash) if format!("0x{hash}").parse::<B256>().ok() != Some(event.root) => {
+                bail!(
+                    "audit entry {seq} differs from the checkpoint anchored on-chain in {tx}: the trail was rewritten"
+                )
+            }
+            Some(_) => matched += 1,
+        }
+    }
+    Ok(matched)
+}
+
+#[cfg(all(test, feature = "dev"))]
+mod tests {
+    use custody_contracts::DeployConfig;
+    use custody_contracts::test_utils::LocalChain;
+    use custody_db::test_utils::Engine;
+    use custody_signer::KeyClass;
+    use custody_signer::test_utils::TestKeyring;
+
+    use super::*;
+    use crate::audit::{Audit, Entry};
+
+    async fn append(audit: &Audit, target: &str) {
+        let entry =
+            Entry { actor: "cli:test", action: "key.create", target, request_id: "t", outcome: "created", details: "" };
+        audit.append(&entry).await.expect("appended");
+    }
+
+    /// Rewrites entry `seq`'s target and recomputes every hash from there on, as someone who dropped the
+    /// append-only triggers could: the chain itself verifies again.
+    async fn rewrite(pool: &AnyPool, seq: i64, target: &str) {
+        for trigger in ["audit_log_no_update", "audit_log_no_delete"] {
+            sqlx::query(&format!("DROP TRIGGER IF EXISTS {trigger}")).execute(pool).await.expect("drop trigger");
+        }
+        let rows = sqlx::query("SELECT seq, at, actor, action, target, request_id, outcome, details, prev_hash FROM audit_log ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .expect("rows");
+        let mut prev = String::new();
+        for row in rows {
+            let n: i64 = row.get("seq");
+            let text = |c: &str| row.get::<String, _>(c);
+            let prev_hash = if prev.is_empty() { text("prev_hash") } else { prev.clone() };
+            let target = if n == seq { target.to_owned() } else { text("target") };
+            let (actor, action, request_id, outcome, details) =
+                (text("actor"), text("action"), text("request_id"), text("outcome"), text("details"));
+            let entry = Entry {
+                actor: &actor,
+                action: &action,
+                target: &target,
+                request_id: &request_id,
+                outcome: &outcome,
+                details: &details,
+            };
+            let hash = crate::audit::entry_hash(&prev_hash, n, row.get("at"), &entry);
+            sqlx::query("UPDATE audit_log SET target = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+                .bind(&target)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .bind(n)
+                .execute(pool)
+                .await
+                .expect("rewrite");
+            prev = hash;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consistent_rewrite_is_caught_by_the_anchored_checkpoint() {
+        let chain = LocalChain::start().await.expect("chain");
+        let keys = TestKeyring::new(Engine::Sqlite).await;
+        keys.keyring.create_infra("anchor").await.expect("anchor key");
+        let key = keys.keyring.signer(KeyClass::Infra, "anchor").await.expect("signer");
+        let config = DeployConfig {
+            anchorer: key.address(),
+            ..DeployConfig::single_operator(chain.dev_accounts()[0].address())
+        };
+        let deployment = chain.deploy(&config).await.expect("deployed");
+        let pool = keys.db.pool().await;
+        crate::db::migrate(&pool).await.expect("migrated");
+        let audit = Audit::new(pool.clone());
+        for target in ["a", "b", "c"] {
+            append(&audit, target).await;
+        }
+        let provider = chain.provider();
+        let log = deployment.contracts.peruri_log;
+        let checkpointer = Checkpointer::new(pool.clone(), provider.clone(), key, log);
+        assert_eq!(checkpointer.step().await.expect("step"), Some(3), "the head is anchored");
+        assert_eq!(checkpointer.step().await.expect("step"), None, "its receipt taken; the head did not move");
+        let anchored = PeruriLog::new(log, provider.clone()).getBatch(batch_id(3)).call().await.expect("batch");
+        assert_eq!(anchored.leafCount, 3);
+        let tx: Option<String> = sqlx::query("SELECT tx_hash FROM audit_checkpoints WHERE seq = 3")
+            .fetch_one(&pool)
+            .await
+            .expect("row")
+            .get("tx_hash");
+        assert!(tx.is_some(), "the checkpoint's transaction is recorded");
+        assert_eq!(verify_anchored(&pool, &provider, log, 0).await.expect("verified"), 1);
+
+        append(&audit, "d").await;
+        assert_eq!(checkpointer.step().await.expect("step"), Some(4), "a new head, a new checkpoint");
+        checkpointer.step().await.expect("step");
+        assert_eq!(verify_anchored(&pool, &provider, log, 0).await.expect("verified"), 2);
+
+        rewrite(&pool, 2, "someone-else").await;
+        assert_eq!(audit.verify().await.expect("the rewritten chain verifies by itself"), 4);
+        let caught = verify_anchored(&pool, &provider, log, 0).await.expect_err("caught").to_string();
+        assert!(caught.contains("audit entry 3 differs"), "{caught}");
+    }
+}
