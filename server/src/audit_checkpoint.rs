@@ -1,6 +1,8 @@
 //! Audit checkpoints: every `[audit] checkpoint_secs`, the trail's head (sequence number `n`, hash
 //! `h`) is anchored in PLOG from the `anchor` key through the transaction sender, as
-//! `anchor(keccak256("peruri:audit:<n>"), h, n, "peruri:audit:<n>")`. `custody audit verify` then checks
+//! `anchor(keccak256("peruri:audit:<n>"), r, n, "peruri:audit:<n>")` with the root
+//! `r = keccak256(r_prev ‖ n ‖ h)` chaining the previous checkpoint's (zero before the first), so a
+//! checkpoint left out of the sequence shows on-chain. `custody audit verify` then checks
 //! every such anchor on-chain against the trail, so a trail rewritten consistently (each hash
 //! recomputed, by someone who can drop the append-only triggers) is caught at the first checkpoint
 //! after the change.
@@ -24,6 +26,21 @@ const PREFIX: &str = "peruri:audit:";
 /// The PLOG batch id of the checkpoint at `seq`.
 pub(crate) fn batch_id(seq: i64) -> B256 {
     keccak256(format!("{PREFIX}{seq}"))
+}
+
+/// The root of the checkpoint at `seq` with hash `hash`, after the one whose root is `prev`.
+fn chained(prev: B256, seq: i64, hash: B256) -> B256 {
+    let mut bytes = Vec::with_capacity(96);
+    bytes.extend_from_slice(prev.as_slice());
+    bytes.extend_from_slice(
+        alloy::primitives::U256::from(u64::try_from(seq).unwrap_or(0)).to_be_bytes::<32>().as_slice(),
+    );
+    bytes.extend_from_slice(hash.as_slice());
+    keccak256(bytes)
+}
+
+fn parse_hash(hex: &str) -> anyhow::Result<B256> {
+    format!("0x{}", hex.trim_start_matches("0x")).parse().context("a stored hash")
 }
 
 /// Anchors the trail's head in PLOG.
@@ -82,7 +99,14 @@ impl Checkpointer {
         if seq <= last || open > 0 {
             return Ok(None);
         }
-        let root: B256 = format!("0x{hash}").parse().context("audit hash")?;
+        let prev = match sqlx::query("SELECT root FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => parse_hash(&row.try_get::<String, _>("root")?)?,
+            None => B256::ZERO,
+        };
+        let root = chained(prev, seq, parse_hash(&hash)?);
         let input = PeruriLog::anchorCall {
             batchId: batch_id(seq),
             root,
@@ -94,9 +118,10 @@ impl Checkpointer {
         let prepared = self.sender.prepare(self.key.address(), call).await?;
         let id = format!("{PREFIX}{seq}");
         let mut write = self.sender.begin().await?;
-        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, root, created_at) VALUES ($1, $2, $3, $4)")
             .bind(seq)
             .bind(&hash)
+            .bind(custody_db::encode_b256(root))
             .bind(custody_db::now_millis())
             .execute(&mut *write.db)
             .await?;
@@ -121,8 +146,9 @@ impl Checkpointer {
     }
 }
 
-/// Checks every audit checkpoint PLOG holds (its BatchAnchored events from `from_block`) against the
-/// trail: the entry at its sequence number must exist with the anchored hash. Returns how many matched.
+/// Checks every audit checkpoint PLOG holds (its BatchAnchored events from `from_block`, in sequence
+/// order) against the trail: the entry at each sequence number must exist, and the chained root over
+/// its hash must be the anchored one. Returns how many matched.
 pub(crate) async fn verify_anchored(
     pool: &AnyPool,
     provider: &DynProvider,
@@ -131,31 +157,35 @@ pub(crate) async fn verify_anchored(
 ) -> anyhow::Result<usize> {
     let filter =
         Filter::new().address(log).event_signature(PeruriLog::BatchAnchored::SIGNATURE_HASH).from_block(from_block);
-    let mut matched = 0;
+    let mut anchored = Vec::new();
     for entry in provider.get_logs(&filter).await.context("reading PLOG's BatchAnchored events")? {
         let Ok(event) = PeruriLog::BatchAnchored::decode_log_data(entry.data()) else { continue };
         let Some(seq) = event.uri.strip_prefix(PREFIX).and_then(|s| s.parse::<i64>().ok()) else { continue };
-        if event.batchId != batch_id(seq) {
-            continue; // not one of ours
+        if event.batchId == batch_id(seq) {
+            anchored.push((seq, event.root, entry.transaction_hash.unwrap_or_default()));
         }
-        let tx = entry.transaction_hash.unwrap_or_default();
+    }
+    anchored.sort_by_key(|(seq, ..)| *seq);
+    let mut prev = B256::ZERO;
+    for (seq, root, tx) in &anchored {
         let stored: Option<String> = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
             .bind(seq)
             .fetch_optional(pool)
             .await?
             .map(|r| r.try_get("hash"))
             .transpose()?;
-        match stored {
-            None => bail!("audit entry {seq}, anchored on-chain in {tx}, is missing from the trail"),
-            Some(hash) if format!("0x{hash}").parse::<B256>().ok() != Some(event.root) => {
-                bail!(
-                    "audit entry {seq} differs from the checkpoint anchored on-chain in {tx}: the trail was rewritten"
-                )
-            }
-            Some(_) => matched += 1,
+        let Some(hash) = stored else {
+            bail!("audit entry {seq}, anchored on-chain in {tx}, is missing from the trail");
+        };
+        if chained(prev, *seq, parse_hash(&hash)?) != *root {
+            bail!(
+                "audit entry {seq} (or an earlier checkpointed one) differs from the checkpoint anchored on-chain \
+                 in {tx}: the trail was rewritten"
+            );
         }
+        prev = *root;
     }
-    Ok(matched)
+    Ok(anchored.len())
 }
 
 #[cfg(all(test, feature = "dev"))]
@@ -177,10 +207,14 @@ mod tests {
 
     /// Rewrites entry `seq`'s target and recomputes every hash from there on, as someone who dropped the
     /// append-only triggers could: the chain itself verifies again.
-    async fn rewrite(pool: &AnyPool, seq: i64, target: &str) {
+    async fn drop_triggers(pool: &AnyPool) {
         for trigger in ["audit_log_no_update", "audit_log_no_delete"] {
             sqlx::query(&format!("DROP TRIGGER IF EXISTS {trigger}")).execute(pool).await.expect("drop trigger");
         }
+    }
+
+    async fn rewrite(pool: &AnyPool, seq: i64, target: &str) {
+        drop_triggers(pool).await;
         let rows = sqlx::query("SELECT seq, at, actor, action, target, request_id, outcome, details, prev_hash FROM audit_log ORDER BY seq")
             .fetch_all(pool)
             .await
@@ -215,7 +249,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_consistent_rewrite_is_caught_by_the_anchored_checkpoint() {
+    async fn a_cut_tail_and_a_consistent_rewrite_are_caught_by_the_anchored_checkpoints() {
         let chain = LocalChain::start().await.expect("chain");
         let keys = TestKeyring::new(Engine::Sqlite).await;
         keys.keyring.create_infra("anchor").await.expect("anchor key");
@@ -238,6 +272,9 @@ mod tests {
         assert_eq!(checkpointer.step().await.expect("step"), None, "its receipt taken; the head did not move");
         let anchored = PeruriLog::new(log, provider.clone()).getBatch(batch_id(3)).call().await.expect("batch");
         assert_eq!(anchored.leafCount, 3);
+        let head: String =
+            sqlx::query("SELECT hash FROM audit_log WHERE seq = 3").fetch_one(&pool).await.expect("head").get("hash");
+        assert_eq!(anchored.root, chained(B256::ZERO, 3, parse_hash(&head).expect("hash")), "the first root");
         let tx: Option<String> = sqlx::query("SELECT tx_hash FROM audit_checkpoints WHERE seq = 3")
             .fetch_one(&pool)
             .await
@@ -251,9 +288,16 @@ mod tests {
         checkpointer.step().await.expect("step");
         assert_eq!(verify_anchored(&pool, &provider, log, 0).await.expect("verified"), 2);
 
-        rewrite(&pool, 2, "someone-else").await;
-        assert_eq!(audit.verify().await.expect("the rewritten chain verifies by itself"), 4);
+        // A cut tail: the last entry deleted, the plain chain walk still intact.
+        drop_triggers(&pool).await;
+        sqlx::query("DELETE FROM audit_log WHERE seq = 4").execute(&pool).await.expect("cut");
+        assert_eq!(audit.verify().await.expect("the cut chain verifies by itself"), 3);
         let caught = verify_anchored(&pool, &provider, log, 0).await.expect_err("caught").to_string();
-        assert!(caught.contains("audit entry 3 differs"), "{caught}");
+        assert!(caught.contains("audit entry 4, anchored on-chain"), "{caught}");
+
+        rewrite(&pool, 2, "someone-else").await;
+        assert_eq!(audit.verify().await.expect("the rewritten chain verifies by itself"), 3);
+        let caught = verify_anchored(&pool, &provider, log, 0).await.expect_err("caught").to_string();
+        assert!(caught.contains("audit entry 3 (or an earlier checkpointed one) differs"), "{caught}");
     }
 }
