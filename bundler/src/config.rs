@@ -1,6 +1,6 @@
 //! Bundler configuration (the server embeds it as `[bundler]` in its TOML).
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
 use custody_contracts::EntryPointVersion;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,33 @@ pub enum BundlingMode {
     Auto,
     /// Only on `debug_bundler_sendBundleNow`.
     Manual,
+}
+
+/// The chain's hardfork, as its genesis configures it: simulation runs under its rules, and it
+/// decides whether EIP-7702 operations can exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hardfork {
+    /// Cancun (Besu's `cancunTime`): no EIP-7702.
+    #[default]
+    Cancun,
+    /// Prague (`pragueTime`): EIP-7702 set-code transactions exist.
+    Prague,
+}
+
+impl Hardfork {
+    /// Whether accounts can carry an EIP-7702 delegation on this chain.
+    pub const fn has_eip7702(self) -> bool {
+        matches!(self, Self::Prague)
+    }
+
+    /// Its name in the configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancun => "cancun",
+            Self::Prague => "prague",
+        }
+    }
 }
 
 /// Bundler settings; every field has a default.
@@ -58,6 +85,13 @@ pub struct BundlerConfig {
     pub sponsors: Vec<Address>,
     /// Accept only operations sponsored by Peruri's paymasters (the server adds them to `sponsors`).
     pub require_sponsorship: bool,
+    /// The chain's hardfork (`cancun` or `prague`).
+    pub hardfork: Hardfork,
+    /// Stake (wei, a decimal or 0x string) for an entity to count as staked (ERC-7562 `MIN_STAKE_VALUE`;
+    /// the reference value 1 ETH is the default).
+    pub min_stake_wei: U256,
+    /// Unstake delay (seconds) for an entity to count as staked (`MIN_UNSTAKE_DELAY`, default one day).
+    pub min_unstake_delay_secs: u64,
 }
 
 impl Default for BundlerConfig {
@@ -78,6 +112,9 @@ impl Default for BundlerConfig {
             trusted_entities: Vec::new(),
             sponsors: Vec::new(),
             require_sponsorship: false,
+            hardfork: Hardfork::Cancun,
+            min_stake_wei: U256::from(10u64.pow(18)),
+            min_unstake_delay_secs: 86_400,
         }
     }
 }
@@ -113,5 +150,12 @@ mod tests {
         assert_eq!(config.entry_points, EntryPointVersion::ALL.to_vec());
         assert!(serde_json::from_value::<BundlerConfig>(serde_json::json!({"debug": true})).is_err());
         assert!(BundlerConfig { keys: vec![], ..config }.validate().is_err());
+        let staking: BundlerConfig = serde_json::from_value(
+            serde_json::json!({"hardfork": "prague", "min_stake_wei": "1000", "min_unstake_delay_secs": 2}),
+        )
+        .expect("parses");
+        assert!(staking.hardfork.has_eip7702());
+        assert_eq!((staking.min_stake_wei, staking.min_unstake_delay_secs), (U256::from(1000), 2));
+        assert!(serde_json::from_value::<BundlerConfig>(serde_json::json!({"hardfork": "osaka"})).is_err());
     }
 }

@@ -33,11 +33,13 @@ pub mod sim;
 mod store;
 pub mod validation;
 
-pub use config::{BundlerConfig, BundlingMode};
+pub use config::{BundlerConfig, BundlingMode, Hardfork};
 pub use error::BundlerError;
 pub use estimate::{EstimateGas, GasEstimate};
 pub use pool::replacement_allowed;
-pub use receipts::{UserOperationByHash, UserOperationReceipt, receipt_from};
+pub use receipts::{
+    PendingBundle, Removed, UserOperationByHash, UserOperationReceipt, UserOperationStatus, receipt_from,
+};
 pub use reputation::{
     BAN_SLACK, FAILED_BUNDLE_OPS_SEEN, INCLUSION_RATE_FACTOR, MAX_OPS_ALLOWED_UNSTAKED_ENTITY,
     MIN_INCLUSION_RATE_DENOMINATOR, Reputation, ReputationStatus, SAME_SENDER_MEMPOOL_COUNT,

@@ -38,8 +38,8 @@ pub struct UserOperationReceipt {
     pub receipt: TransactionReceipt,
 }
 
-/// `eth_getUserOperationByHash` result (plus `status` and `reason` for operations this bundler
-/// holds or dropped).
+/// `eth_getUserOperationByHash` result (ERC-7769): the block fields are `null` while the operation is
+/// pending or in an unmined bundle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserOperationByHash {
@@ -48,25 +48,48 @@ pub struct UserOperationByHash {
     pub block_number: Option<U256>,
     pub block_hash: Option<B256>,
     pub transaction_hash: Option<B256>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<OpStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
-impl From<OpView> for UserOperationByHash {
-    fn from(v: OpView) -> Self {
+impl UserOperationByHash {
+    /// The answer for an operation this bundler holds: `None` once it failed, was dropped or replaced
+    /// (it will never be mined as sent).
+    fn of(v: OpView) -> Option<Self> {
         let included = v.status == OpStatus::Included;
-        Self {
+        matches!(v.status, OpStatus::Pending | OpStatus::Submitted | OpStatus::Included).then(|| Self {
             user_operation: v.op,
             entry_point: v.entry_point,
             block_number: v.block_number.filter(|_| included).map(U256::from),
             block_hash: v.block_hash.filter(|_| included),
             transaction_hash: v.tx_hash.filter(|_| included),
-            status: Some(v.status),
-            reason: v.reason,
-        }
+        })
     }
+}
+
+/// `rundler_getUserOperationStatus` result, in rundler's shape: `status` is `unknown`, `pending`,
+/// `pendingBundle` or `mined`; `removed` (this bundler's addition) says why an operation it held will
+/// not be mined (`failed`, `dropped` or `replaced`, with the reason).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOperationStatus {
+    pub status: &'static str,
+    pub receipt: Option<UserOperationReceipt>,
+    pub user_operation: Option<UserOperation>,
+    pub pending_bundle: Option<PendingBundle>,
+    pub removed: Option<Removed>,
+}
+
+/// The bundle transaction an operation is in, not mined yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingBundle {
+    pub tx_hash: B256,
+}
+
+/// Why an operation left the mempool without being mined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    pub status: OpStatus,
+    pub reason: Option<String>,
 }
 
 /// The receipts of the bundles mined last, by transaction hash: every operation of a bundle shares one,
@@ -181,8 +204,8 @@ impl Bundler {
     /// `eth_getUserOperationByHash`: from the mempool, or for operations other bundlers sent, from
     /// the chain (the handleOps transaction's input).
     pub async fn user_operation_by_hash(&self, hash: B256) -> Result<Option<UserOperationByHash>, ValidationError> {
-        if let Some(view) = self.user_operation(hash).await? {
-            return Ok(Some(view.into()));
+        if let Some(answer) = self.user_operation(hash).await?.and_then(UserOperationByHash::of) {
+            return Ok(Some(answer));
         }
         let Some(log) = self.find_event(hash).await? else { return Ok(None) };
         let (Some(tx_hash), Some(version)) = (log.transaction_hash, EntryPointVersion::from_address(log.address()))
@@ -205,9 +228,45 @@ impl Bundler {
             block_number: log.block_number.map(U256::from),
             block_hash: log.block_hash,
             transaction_hash: Some(tx_hash),
-            status: None,
-            reason: None,
         }))
+    }
+
+    /// `rundler_getUserOperationStatus`: where the operation is, with its receipt once mined.
+    pub async fn user_operation_status(&self, hash: B256) -> Result<UserOperationStatus, ValidationError> {
+        let view = self.user_operation(hash).await?;
+        let receipt = match view.as_ref().map(|v| v.status) {
+            None | Some(OpStatus::Included) => self.user_operation_receipt(hash).await?,
+            Some(_) => None,
+        };
+        let mut answer = UserOperationStatus {
+            status: "unknown",
+            receipt: None,
+            user_operation: None,
+            pending_bundle: None,
+            removed: None,
+        };
+        if let Some(receipt) = receipt {
+            answer.status = "mined";
+            answer.user_operation = match &view {
+                Some(v) => Some(v.op.clone()),
+                None => self.user_operation_by_hash(hash).await?.map(|found| found.user_operation),
+            };
+            answer.receipt = Some(receipt);
+            return Ok(answer);
+        }
+        let Some(view) = view else { return Ok(answer) };
+        match view.status {
+            OpStatus::Pending => answer.status = "pending",
+            OpStatus::Submitted => {
+                answer.status = "pendingBundle";
+                answer.pending_bundle = view.tx_hash.map(|tx_hash| PendingBundle { tx_hash });
+            }
+            // Included, but the receipt is not found (reorged away): pending again soon.
+            OpStatus::Included => answer.status = "pending",
+            status => answer.removed = Some(Removed { status, reason: view.reason.clone() }),
+        }
+        answer.user_operation = Some(view.op);
+        Ok(answer)
     }
 
     /// The `UserOperationEvent` of `hash` within the look-back window, on a served entry point.

@@ -5,7 +5,7 @@
 //! maxSeen = opsSeen / MIN_INCLUSION_RATE_DENOMINATOR
 //! banned     if maxSeen > opsIncluded + BAN_SLACK
 //! throttled  if maxSeen > opsIncluded + THROTTLING_SLACK
-//! hourly:    opsSeen -= opsSeen / 24, opsIncluded -= opsIncluded / 24
+//! hourly:    opsSeen = opsSeen * 23 // 24, opsIncluded = opsIncluded * 23 // 24
 //! ```
 //!
 //! Reputation is kept per address across both EntryPoints.
@@ -78,10 +78,14 @@ impl Reputation {
 
     /// The counters after `hours` hourly decays.
     pub fn decayed(mut self, hours: i64) -> Self {
-        // After about 970 hourly decays even u64::MAX is below 24, where decay stops.
+        // ERC-7562: `x * 23 // 24`, written `x - ceil(x / 24)` so that it cannot overflow. After about
+        // 1,040 hourly decays even u64::MAX is zero.
         for _ in 0..hours.clamp(0, 24 * 48) {
-            self.ops_seen -= self.ops_seen / 24;
-            self.ops_included -= self.ops_included / 24;
+            if self.ops_seen == 0 && self.ops_included == 0 {
+                break;
+            }
+            self.ops_seen -= self.ops_seen.div_ceil(24);
+            self.ops_included -= self.ops_included.div_ceil(24);
         }
         self
     }
@@ -192,10 +196,15 @@ mod tests {
     #[test]
     fn hourly_decay() {
         assert_eq!(rep(240, 48).decayed(1), rep(230, 46));
+        // x * 23 // 24, as the ERC writes it: 25 → 23 and 23 → 22, not 24 and 23; small counts reach zero.
+        assert_eq!(rep(25, 23).decayed(1), rep(23, 22));
+        assert_eq!(rep(5, 1).decayed(5), rep(0, 0));
+        for x in [1u64, 23, 24, 25, 47, 1_000_003] {
+            assert_eq!(rep(x, 0).decayed(1).ops_seen, x * 23 / 24, "{x}");
+        }
         assert_eq!(rep(240, 48).decayed(0), rep(240, 48));
         assert_eq!(rep(240, 48).decayed(-3), rep(240, 48));
-        let old = rep(u64::MAX, u64::MAX).decayed(i64::MAX);
-        assert!(old.ops_seen < 24 && old.ops_included < 24, "{old:?}");
+        assert_eq!(rep(u64::MAX, u64::MAX).decayed(i64::MAX), rep(0, 0));
     }
 
     #[test]

@@ -175,6 +175,50 @@ struct ReputationEntry {
     ops_included: Count,
 }
 
+/// The UserOperation parameter. An EIP-7702 one (an `eip7702Auth` field, or viem's `0x7702` factory
+/// flag) is refused with the reason instead of being read without its authorization.
+/// With `estimating`, the fields ERC-7769 makes optional for `eth_estimateUserOperationGas` (gas
+/// limits, fees, signature) default to zero and empty.
+fn user_operation(bundler: &Bundler, params: &Params, estimating: bool) -> Result<UserOperation, RpcError> {
+    let mut raw: Value = params.get(0, "UserOperation")?;
+    if estimating {
+        with_estimation_defaults(&mut raw);
+    }
+    let authorised = raw.get("eip7702Auth").is_some_and(|a| !a.is_null());
+    let flagged = raw.get("factory").and_then(Value::as_str).is_some_and(is_eip7702_flag);
+    if authorised || flagged {
+        return Err(bundler.eip7702_refusal().into());
+    }
+    serde_json::from_value(raw).map_err(|e| RpcError::params(format!("invalid UserOperation: {e}")))
+}
+
+/// Fills the fields an operation to estimate may leave out.
+fn with_estimation_defaults(op: &mut Value) {
+    const OPTIONAL: [(&str, &str); 6] = [
+        ("callGasLimit", "0x0"),
+        ("verificationGasLimit", "0x0"),
+        ("preVerificationGas", "0x0"),
+        ("maxFeePerGas", "0x0"),
+        ("maxPriorityFeePerGas", "0x0"),
+        ("signature", "0x"),
+    ];
+    if let Value::Object(fields) = op {
+        for (name, default) in OPTIONAL {
+            if fields.get(name).is_none_or(Value::is_null) {
+                fields.insert(name.to_owned(), Value::String(default.to_owned()));
+            }
+        }
+    }
+}
+
+/// `0x7702`, alone or zero-padded to an address.
+fn is_eip7702_flag(factory: &str) -> bool {
+    let hex = factory.strip_prefix("0x").unwrap_or(factory);
+    hex.len() <= 40
+        && hex.get(..4).is_some_and(|head| head.eq_ignore_ascii_case("7702"))
+        && hex.get(4..).is_some_and(|rest| rest.bytes().all(|b| b == b'0'))
+}
+
 async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Value, RpcError> {
     if method.starts_with("debug_bundler_") && !bundler.config().debug_methods {
         return Err(RpcError::new(METHOD_NOT_FOUND, format!("{method} is disabled (bundler.debug_methods = false)")));
@@ -183,12 +227,12 @@ async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Val
         "eth_chainId" => to_json(U64::from(bundler.chain_id())),
         "eth_supportedEntryPoints" => to_json(bundler.supported_entry_points()),
         "eth_sendUserOperation" => {
-            let op: UserOperation = params.get(0, "UserOperation")?;
+            let op = user_operation(bundler, &params, false)?;
             let entry_point: Address = params.get(1, "entryPoint")?;
             to_json(bundler.send_user_operation(op, entry_point).await?)
         }
         "eth_estimateUserOperationGas" => {
-            let op: UserOperation = params.get(0, "UserOperation")?;
+            let op = user_operation(bundler, &params, true)?;
             let entry_point: Address = params.get(1, "entryPoint")?;
             let overrides: Option<StateOverride> = params.optional(2, "stateOverride")?;
             match bundler.estimate_user_operation_gas(&op, entry_point, overrides.as_ref()).await? {
@@ -202,6 +246,10 @@ async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Val
         "eth_getUserOperationByHash" => {
             let hash: B256 = params.get(0, "userOpHash")?;
             to_json(bundler.user_operation_by_hash(hash).await?)
+        }
+        "rundler_getUserOperationStatus" => {
+            let hash: B256 = params.get(0, "userOpHash")?;
+            to_json(bundler.user_operation_status(hash).await?)
         }
         "eth_getUserOperationReceipt" => {
             let hash: B256 = params.get(0, "userOpHash")?;
@@ -252,5 +300,34 @@ async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Val
             )
         }
         _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method {method} not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use custody_contracts::UserOperation;
+    use serde_json::json;
+
+    #[test]
+    fn an_operation_to_estimate_may_leave_out_its_gas_fees_and_signature() {
+        let minimal = json!({"sender": "0x1111111111111111111111111111111111111111", "nonce": "0x0", "callData": "0x"});
+        assert!(serde_json::from_value::<UserOperation>(minimal.clone()).is_err(), "required when sending");
+        let mut op = minimal;
+        op["maxFeePerGas"] = json!("0x5");
+        op["signature"] = serde_json::Value::Null;
+        super::with_estimation_defaults(&mut op);
+        let op: UserOperation = serde_json::from_value(op).expect("estimable");
+        assert_eq!((op.max_fee_per_gas.to::<u64>(), op.call_gas_limit.to::<u64>()), (5, 0), "given fields are kept");
+        assert!(op.signature.is_empty());
+    }
+
+    #[test]
+    fn the_eip7702_flag_alone_or_padded() {
+        for flag in ["0x7702", "0x7702000000000000000000000000000000000000", "7702"] {
+            assert!(super::is_eip7702_flag(flag), "{flag}");
+        }
+        for other in ["0x77", "0x7703", "0x77020000000000000000000000000000000000001", "0x7702ab", "0xé702"] {
+            assert!(!super::is_eip7702_flag(other), "{other}");
+        }
     }
 }

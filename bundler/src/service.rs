@@ -210,16 +210,33 @@ impl Bundler {
         result
     }
 
+    /// The refusal of an EIP-7702 operation (an `eip7702Auth`, or the `0x7702` initCode marker): this
+    /// bundler does not carry authorizations, and on a chain without EIP-7702 (by `hardfork`) such an
+    /// operation cannot be valid at all. Its hash would differ too (the delegate's code goes into it).
+    pub fn eip7702_refusal(&self) -> ValidationError {
+        let hardfork = self.config.hardfork;
+        let why = if hardfork.has_eip7702() {
+            format!("this bundler does not carry EIP-7702 authorizations yet (the chain is on {})", hardfork.as_str())
+        } else {
+            format!("the chain's hardfork ({}, bundler.hardfork) has no EIP-7702 delegations", hardfork.as_str())
+        };
+        ValidationError::new(RpcErrorCode::InvalidParams, format!("EIP-7702 operations are not accepted: {why}"))
+    }
+
     async fn admit(&self, op: UserOperation, version: EntryPointVersion) -> Result<B256, ValidationError> {
         if !self.config.sponsors.is_empty() && !op.paymaster.is_some_and(|p| self.config.sponsors.contains(&p)) {
             return Err(ValidationError::new(
                 RpcErrorCode::PaymasterRejected,
                 "this bundler carries only operations sponsored by its paymaster (pm_getPaymasterData)",
-            ));
+            )
+            .with_data(serde_json::json!({ "paymaster": op.paymaster.unwrap_or_default() })));
         }
         let packed = op
             .pack()
             .map_err(|e| ValidationError::new(RpcErrorCode::InvalidParams, format!("invalid UserOperation: {e}")))?;
+        if packed.is_eip7702() {
+            return Err(self.eip7702_refusal());
+        }
         let hash = packed.hash(version, version.address(), self.chain_id);
         let replaces = match self.mempool.precheck(version, hash, &op).await? {
             Precheck::Known => return Ok(hash),

@@ -149,7 +149,9 @@ impl Store {
     }
 
     /// Inserts a new pending operation; if `replaces` is set, that operation becomes `replaced` in the
-    /// same transaction. `Ok(false)` when another live operation already holds the sender and nonce.
+    /// same transaction. An operation sent again after it failed, was dropped or was replaced takes its
+    /// old row back (its fate cleared). `Ok(false)` when another live operation already holds the sender
+    /// and nonce, or the hash is live or included.
     pub(crate) async fn insert_op(&self, op: &StoredOp, replaces: Option<B256>) -> Result<bool, BundlerError> {
         let _turn = self.gate.turn().await;
         let mut tx = self.pool.begin().await?;
@@ -170,7 +172,11 @@ impl Store {
         }
         let result = sqlx::query(
             "INSERT INTO bundler_user_ops (hash, entry_point, sender, nonce, factory, paymaster, op_json, \
-             validated_json, status, received_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9)",
+             validated_json, status, received_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) \
+             ON CONFLICT (hash) DO UPDATE SET status = 'pending', validated_json = excluded.validated_json, \
+             reason = NULL, tx_hash = NULL, block_number = NULL, block_hash = NULL, \
+             received_at = excluded.received_at, updated_at = excluded.updated_at \
+             WHERE bundler_user_ops.status IN ('failed', 'replaced', 'dropped')",
         )
         .bind(encode_b256(op.hash))
         .bind(ep_str(op.entry_point))
@@ -185,6 +191,8 @@ impl Store {
         .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            // The hash is held by a live or included row (the conflict's WHERE kept it).
+            Ok(done) if done.rows_affected() == 0 => return Ok(false),
             other => {
                 other?;
             }

@@ -205,19 +205,7 @@ impl PackedUserOperation {
 
     /// v0.7: `keccak256(abi.encode(keccak256(pack(op)), entryPoint, chainId))`.
     pub fn hash_v07(&self, entry_point: Address, chain_id: u64) -> B256 {
-        let inner = keccak256(
-            (
-                self.sender,
-                self.nonce,
-                keccak256(&self.initCode),
-                keccak256(&self.callData),
-                self.accountGasLimits,
-                self.preVerificationGas,
-                self.gasFees,
-                keccak256(&self.paymasterAndData),
-            )
-                .abi_encode(),
-        );
+        let inner = keccak256(self.encoded_fields(keccak256(&self.initCode)));
         keccak256((inner, entry_point, U256::from(chain_id)).abi_encode())
     }
 
@@ -252,21 +240,24 @@ impl PackedUserOperation {
         }
     }
 
+    /// `abi.encode` of the operation's fields with the dynamic ones hashed, as both versions hash them
+    /// (v0.8 puts its type hash in front: every field is one static word, so that is concatenation).
+    fn encoded_fields(&self, init_code_hash: B256) -> Vec<u8> {
+        (
+            self.sender,
+            self.nonce,
+            init_code_hash,
+            keccak256(&self.callData),
+            self.accountGasLimits,
+            self.preVerificationGas,
+            self.gasFees,
+            keccak256(&self.paymasterAndData),
+        )
+            .abi_encode()
+    }
+
     fn eip712_digest(&self, init_code_hash: B256, entry_point: Address, chain_id: u64) -> B256 {
-        let struct_hash = keccak256(
-            (
-                PACKED_USEROP_TYPEHASH,
-                self.sender,
-                self.nonce,
-                init_code_hash,
-                keccak256(&self.callData),
-                self.accountGasLimits,
-                self.preVerificationGas,
-                self.gasFees,
-                keccak256(&self.paymasterAndData),
-            )
-                .abi_encode(),
-        );
+        let struct_hash = keccak256([PACKED_USEROP_TYPEHASH.as_slice(), &self.encoded_fields(init_code_hash)].concat());
         let domain = alloy::sol_types::eip712_domain! {
             name: "ERC4337",
             version: "1",

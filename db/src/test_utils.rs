@@ -16,6 +16,27 @@ pub enum Engine {
     Postgres,
 }
 
+/// One test per engine: `on_each_engine!(scenario: sqlite_name, postgres_name)` makes two `#[tokio::test]`s
+/// that run `scenario(Engine::Sqlite)` and `scenario(Engine::Postgres)`; a leading attribute
+/// (`#[tokio::test(flavor = "multi_thread")]`) replaces `#[tokio::test]`.
+#[macro_export]
+macro_rules! on_each_engine {
+    (#[$test:meta] $scenario:ident: $sqlite:ident, $postgres:ident) => {
+        #[$test]
+        async fn $sqlite() {
+            $scenario($crate::test_utils::Engine::Sqlite).await;
+        }
+
+        #[$test]
+        async fn $postgres() {
+            $scenario($crate::test_utils::Engine::Postgres).await;
+        }
+    };
+    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
+        $crate::on_each_engine!(#[tokio::test] $scenario: $sqlite, $postgres);
+    };
+}
+
 /// A fresh, empty database, removed on drop.
 #[derive(Debug)]
 pub struct TestDb {

@@ -62,6 +62,16 @@ pub trait Estimate: Send + Sync + std::fmt::Debug {
     async fn estimate(&self, op: &UserOperation, version: EntryPointVersion) -> Result<GasLimits, String>;
 }
 
+/// Which of ERC-7677's two calls asks for the paymaster fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `pm_getPaymasterStubData`: refuses now what the final call would refuse, reserves nothing, and
+    /// answers a stub signature that recovers (so gas estimation is not short).
+    Stub,
+    /// `pm_getPaymasterData`: the budget reserved and the sponsorship signed in the HSM.
+    Final,
+}
+
 /// What a stub or final answer carries (ERC-7677, v0.7 and v0.8 fields).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sponsored {
@@ -182,38 +192,18 @@ impl Paymaster {
         Ok((policy, op, verification, post_op))
     }
 
-    /// `pm_getPaymasterStubData`: refuses now what the final call would refuse (rules and budgets,
-    /// without reserving), else the stub fields.
-    pub async fn stub(
+    /// The paymaster fields of `op` at `step`: the policy's rules, then for [`Step::Stub`] the budget
+    /// checked (without reserving) and the stub signature, for [`Step::Final`] the budget reserved and
+    /// the sponsorship signed in the HSM.
+    pub async fn fields(
         &self,
+        step: Step,
         op: &UserOperation,
         version: EntryPointVersion,
         policy: Option<&str>,
         now: u64,
     ) -> Result<Result<Sponsored, Denial>, Error> {
-        self.sponsored(op, version, policy, now, false).await
-    }
-
-    /// `pm_getPaymasterData`: the checks again, the budget reserved, the sponsorship signed in the HSM.
-    pub async fn data(
-        &self,
-        op: &UserOperation,
-        version: EntryPointVersion,
-        policy: Option<&str>,
-        now: u64,
-    ) -> Result<Result<Sponsored, Denial>, Error> {
-        self.sponsored(op, version, policy, now, true).await
-    }
-
-    /// The rules, then the budget checked (the stub) or reserved and the sponsorship signed (`signed`).
-    async fn sponsored(
-        &self,
-        op: &UserOperation,
-        version: EntryPointVersion,
-        policy: Option<&str>,
-        now: u64,
-        signed: bool,
-    ) -> Result<Result<Sponsored, Denial>, Error> {
+        let signed = step == Step::Final;
         let (policy, op, verification, post_op) = match self.admit(op, version, policy, now) {
             Ok(admitted) => admitted,
             Err(denial) => return Ok(Err(denial)),
@@ -252,7 +242,7 @@ impl Paymaster {
         let Some(estimator) = &self.estimator else {
             return Ok(Ok(Err("pm_sponsorUserOperation needs the bundler's gas estimation here".to_owned())));
         };
-        let stub = match self.stub(op, version, policy, now).await? {
+        let stub = match self.fields(Step::Stub, op, version, policy, now).await? {
             Ok(stub) => stub,
             Err(denial) => return Ok(Err(denial)),
         };
@@ -271,7 +261,7 @@ impl Paymaster {
         if let Some(pm) = gas.paymaster_verification_gas_limit {
             op.paymaster_verification_gas_limit = Some(pm.max(U256::from(stub.verification_gas_limit)));
         }
-        match self.data(&op, version, policy, now).await? {
+        match self.fields(Step::Final, &op, version, policy, now).await? {
             Ok(data) => {
                 op.paymaster_data = Some(data.paymaster_data);
                 Ok(Ok(Ok(op)))

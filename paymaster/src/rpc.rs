@@ -9,7 +9,7 @@ use custody_contracts::{EntryPointVersion, UserOperation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Denial, Paymaster, Sponsored};
+use crate::{Denial, Paymaster, Sponsored, Step};
 
 /// Most requests in one batch.
 pub const MAX_BATCH: usize = 100;
@@ -195,11 +195,8 @@ async fn call(paymaster: &Paymaster, method: &str, params: Value) -> Result<Valu
     }
     let policy = context.and_then(|c| c.policy_id);
     let now = unix_now();
-    let answer = if stub {
-        paymaster.stub(&op, version, policy.as_deref(), now).await
-    } else {
-        paymaster.data(&op, version, policy.as_deref(), now).await
-    };
+    let step = if stub { Step::Stub } else { Step::Final };
+    let answer = paymaster.fields(step, &op, version, policy.as_deref(), now).await;
     let sponsored = answer.map_err(|e| internal(&e))?.map_err(RpcError::from)?;
     Ok(result(paymaster, &sponsored, stub))
 }

@@ -93,15 +93,7 @@ async fn sends_once_per_id(engine: Engine) {
     assert_eq!(mine.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["pay:2"]);
 }
 
-#[tokio::test]
-async fn sqlite_sends_once_per_id() {
-    sends_once_per_id(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_sends_once_per_id() {
-    sends_once_per_id(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(sends_once_per_id: sqlite_sends_once_per_id, postgres_sends_once_per_id);
 
 /// Recorded, then the process died before broadcasting: another sender over the database sends the stored
 /// bytes. A write rolled back gives its nonce back.

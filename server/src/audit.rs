@@ -361,15 +361,7 @@ mod tests {
         assert_eq!(targets, expected, "every entry stored with its own fields");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_concurrent_writers_keep_one_chain() {
-        concurrent_writers_keep_one_chain(Engine::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_concurrent_writers_keep_one_chain() {
-        concurrent_writers_keep_one_chain(Engine::Postgres).await;
-    }
+    custody_db::on_each_engine!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_writers_keep_one_chain: sqlite_concurrent_writers_keep_one_chain, postgres_concurrent_writers_keep_one_chain);
 
     #[test]
     fn hash_depends_on_every_field_and_the_previous_hash() {

@@ -42,6 +42,8 @@ pub(crate) async fn start(
     sim.trusted.paymasters.extend(ours.iter().copied());
     sim.trusted.factories.extend(config.trusted_entities.iter().copied());
     sim.trusted.paymasters.extend(config.trusted_entities.iter().copied());
+    (sim.min_stake, sim.min_unstake_delay, sim.hardfork) =
+        (config.min_stake_wei, config.min_unstake_delay_secs, config.hardfork);
     let simulator = Arc::new(Simulator::new(provider.clone(), sim));
 
     let mut config = config.clone();

@@ -174,15 +174,7 @@ mod tests {
         assert_eq!(recorded(&pool).await.expect("reads"), Some(RECORDED));
     }
 
-    #[tokio::test]
-    async fn sqlite_records_once_and_reads_back() {
-        records_once_and_reads_back(Engine::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn postgres_records_once_and_reads_back() {
-        records_once_and_reads_back(Engine::Postgres).await;
-    }
+    custody_db::on_each_engine!(records_once_and_reads_back: sqlite_records_once_and_reads_back, postgres_records_once_and_reads_back);
 
     #[test]
     fn the_same_chain_passes() {

@@ -57,7 +57,7 @@ impl Keyring {
                     KeyClass::Kek => hsm.ensure_kek(&label).await?,
                     _ => hsm.ensure_hmac_key(&label).await?,
                 };
-                ring.store.insert(&secret_record(class, name, 1, &label)).await?;
+                ring.store.insert(&active_record(class, name, 1, Some(label.clone()))).await?;
                 info!(class = %class, label, created, "secret key ready");
             }
         }
@@ -91,20 +91,10 @@ impl Keyring {
                 (BackendKind::Kms, key.key_id().to_owned(), *key.public_key())
             }
         };
-        let now = now_millis();
         let record = KeyRecord {
-            id: new_id(),
-            class: KeyClass::Infra,
-            name: name.to_owned(),
-            version,
             backend,
-            backend_ref: Some(backend_ref),
             public_key: Some(public),
-            wrapped: None,
-            kek_version: None,
-            state: KeyState::Active,
-            created_at: now,
-            updated_at: now,
+            ..active_record(KeyClass::Infra, name, version, Some(backend_ref))
         };
         self.store.insert(&record).await?;
         metrics::counter!("custody_keys_created_total", "class" => "infra", "backend" => backend.as_str()).increment(1);
@@ -119,22 +109,8 @@ impl Keyring {
         if active {
             return Err(Error::KeyExists("user key".to_owned()));
         }
-        let id = new_id();
-        let now = now_millis();
-        let mut record = KeyRecord {
-            id: id.clone(),
-            class: KeyClass::User,
-            name: user_id.to_owned(),
-            version,
-            backend: BackendKind::Pkcs11,
-            backend_ref: None,
-            public_key: None,
-            wrapped: None,
-            kek_version: None,
-            state: KeyState::Active,
-            created_at: now,
-            updated_at: now,
-        };
+        let mut record = active_record(KeyClass::User, user_id, version, None);
+        let id = record.id.clone();
         match &self.backend {
             Backend::Pkcs11(hsm) => {
                 let kek = self.current_kek().await?;
@@ -238,7 +214,7 @@ impl Keyring {
         let label = kek_label(target);
         hsm.ensure_kek(&label).await?;
         if newest < target {
-            let mut record = secret_record(KeyClass::Kek, KEK, target, &label);
+            let mut record = active_record(KeyClass::Kek, KEK, target, Some(label.clone()));
             record.state = KeyState::Retired; // becomes active once every blob is under it
             self.store.insert(&record).await?;
         }
@@ -267,7 +243,9 @@ impl Keyring {
     }
 }
 
-fn secret_record(class: KeyClass, name: &str, version: i64, label: &str) -> KeyRecord {
+/// A new active PKCS#11 key row without material; `backend_ref` names the HSM object (or KMS key) where
+/// there is one.
+fn active_record(class: KeyClass, name: &str, version: i64, backend_ref: Option<String>) -> KeyRecord {
     let now = now_millis();
     KeyRecord {
         id: new_id(),
@@ -275,7 +253,7 @@ fn secret_record(class: KeyClass, name: &str, version: i64, label: &str) -> KeyR
         name: name.to_owned(),
         version,
         backend: BackendKind::Pkcs11,
-        backend_ref: Some(label.to_owned()),
+        backend_ref,
         public_key: None,
         wrapped: None,
         kek_version: None,

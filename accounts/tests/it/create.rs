@@ -46,15 +46,7 @@ async fn create_is_idempotent(engine: Engine) {
     );
 }
 
-#[tokio::test]
-async fn create_is_idempotent_sqlite() {
-    create_is_idempotent(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn create_is_idempotent_postgres() {
-    create_is_idempotent(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(create_is_idempotent: create_is_idempotent_sqlite, create_is_idempotent_postgres);
 
 async fn concurrent_creates(engine: Engine) {
     let env = env(engine).await;
@@ -77,15 +69,7 @@ async fn concurrent_creates(engine: Engine) {
     assert_eq!(env.rows().await, 1, "exactly one row");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_sqlite() {
-    concurrent_creates(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_postgres() {
-    concurrent_creates(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] concurrent_creates: concurrent_creates_sqlite, concurrent_creates_postgres);
 
 #[tokio::test]
 async fn users_get_distinct_dids_and_addresses_without_their_user_id() {

@@ -35,15 +35,7 @@ async fn bad_user_ids_change_nothing(engine: Engine) {
     assert!(env.wallets.create(&longest).await.unwrap().1);
 }
 
-#[tokio::test]
-async fn bad_user_ids_change_nothing_sqlite() {
-    bad_user_ids_change_nothing(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn bad_user_ids_change_nothing_postgres() {
-    bad_user_ids_change_nothing(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(bad_user_ids_change_nothing: bad_user_ids_change_nothing_sqlite, bad_user_ids_change_nothing_postgres);
 
 #[test]
 fn malformed_dids_are_rejected() {

@@ -50,15 +50,7 @@ async fn lookups(engine: Engine) {
     assert!(!env.wallets.get("bob").await.unwrap().unwrap().deployed);
 }
 
-#[tokio::test]
-async fn lookups_sqlite() {
-    lookups(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn lookups_postgres() {
-    lookups(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(lookups: lookups_sqlite, lookups_postgres);
 
 async fn migrations_coexist_with_the_key_store(engine: Engine) {
     let env = env(engine).await;
@@ -72,12 +64,4 @@ async fn migrations_coexist_with_the_key_store(engine: Engine) {
     let _: &ChainContext = reopened.chain();
 }
 
-#[tokio::test]
-async fn migrations_coexist_with_the_key_store_sqlite() {
-    migrations_coexist_with_the_key_store(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn migrations_coexist_with_the_key_store_postgres() {
-    migrations_coexist_with_the_key_store(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(migrations_coexist_with_the_key_store: migrations_coexist_with_the_key_store_sqlite, migrations_coexist_with_the_key_store_postgres);

@@ -31,15 +31,7 @@ async fn stale_pending_row_is_taken_over(engine: Engine) {
     assert!(!env.wallets.create("crashed").await.unwrap().1);
 }
 
-#[tokio::test]
-async fn stale_pending_row_is_taken_over_sqlite() {
-    stale_pending_row_is_taken_over(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn stale_pending_row_is_taken_over_postgres() {
-    stale_pending_row_is_taken_over(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(stale_pending_row_is_taken_over: stale_pending_row_is_taken_over_sqlite, stale_pending_row_is_taken_over_postgres);
 
 #[tokio::test]
 async fn an_active_key_without_a_row_is_adopted() {

@@ -66,6 +66,7 @@ impl Simulator {
         overrides: &StateOverride,
     ) -> Result<GasEstimate, ValidationError> {
         let has_paymaster = op.paymasterAndData.len() >= PAYMASTER_DATA_OFFSET;
+        let paymaster_address = op.paymasterAndData.get(..20).map(Address::from_slice);
         let pm_cap = has_paymaster.then_some(SEARCH_CAP);
         let validates = |vgl: u64, pm: Option<u64>| {
             let data: Bytes = simulateValidationCall { userOp: with_limits(op, vgl, 0, pm) }.abi_encode().into();
@@ -73,7 +74,7 @@ impl Simulator {
                 let (_, run, _) = self.run(version, data, overrides.clone(), None).await?;
                 Ok::<_, ValidationError>(match run.result {
                     ExecutionResult::Success { .. } => Ok(()),
-                    ExecutionResult::Revert { output, .. } => Err(revert_error(&output)),
+                    ExecutionResult::Revert { output, .. } => Err(revert_error(&output, paymaster_address)),
                     ExecutionResult::Halt { reason, .. } => Err(ValidationError::new(
                         RpcErrorCode::EntryPointRejected,
                         format!("simulateValidation halted: {reason:?}"),
@@ -111,7 +112,7 @@ impl Simulator {
                             }
                         }
                     }
-                    ExecutionResult::Revert { output, .. } => Err(revert_error(&output)),
+                    ExecutionResult::Revert { output, .. } => Err(revert_error(&output, paymaster_address)),
                     ExecutionResult::Halt { reason, .. } => Err(ValidationError::new(
                         RpcErrorCode::EntryPointRejected,
                         format!("simulateHandleOp halted: {reason:?}"),

@@ -13,6 +13,7 @@ use revm::{DatabaseRef, ExecuteEvm, InspectEvm, MainBuilder, MainContext};
 
 use super::db::{BlockInfo, RpcDb, RpcDbError};
 use super::tracer::Tracer;
+use crate::config::Hardfork;
 
 /// Caller of simulation calls (any address works: gas price is zero).
 const SIM_CALLER: Address = Address::ZERO;
@@ -21,6 +22,7 @@ const SIM_CALLER: Address = Address::ZERO;
 #[derive(Debug)]
 pub(crate) struct SimCall<'a> {
     pub(crate) chain_id: u64,
+    pub(crate) hardfork: Hardfork,
     pub(crate) block: BlockInfo,
     pub(crate) entry_point: Address,
     pub(crate) simulation_code: &'a Bytecode,
@@ -89,7 +91,10 @@ fn context(call: &SimCall<'_>, db: CacheDB<RpcDb>) -> Context<BlockEnv, TxEnv, C
         .with_db(db)
         .modify_cfg_chained(|cfg| {
             cfg.chain_id = call.chain_id;
-            cfg.spec = SpecId::CANCUN;
+            cfg.spec = match call.hardfork {
+                Hardfork::Cancun => SpecId::CANCUN,
+                Hardfork::Prague => SpecId::PRAGUE,
+            };
             cfg.disable_nonce_check = true;
         })
         .modify_block_chained(|b| {

@@ -42,6 +42,7 @@ pub use self::estimate::pre_verification_gas;
 use self::evm::{EvmError, SimCall, SimRun};
 use self::outcome::{SIG_FAILED, ValidationData, revert_error};
 use self::tracer::{Parties, Tracer};
+use crate::config::Hardfork;
 use crate::validation::{Entity, RpcErrorCode, StakeInfo, Validate, ValidatedOp, ValidationError};
 
 /// Entities whose validation skips the ERC-7562 rule checks (signature, nonce, prefund and time range
@@ -69,11 +70,14 @@ pub struct SimConfig {
     /// How long a pinned block is used before the node is asked for the latest one again
     /// (zero: before every simulation).
     pub block_max_age: Duration,
+    /// The chain's hardfork: the EVM rules simulations run under.
+    pub hardfork: Hardfork,
 }
 
 impl SimConfig {
     /// Defaults for `chain_id`: no trusted entities, ERC-7562's reference minimums (1 ETH, 1 day),
-    /// 30 s of validity, 20 M gas per simulation, the latest block checked before every simulation.
+    /// 30 s of validity, 20 M gas per simulation, the latest block checked before every simulation,
+    /// Cancun.
     pub fn new(chain_id: u64) -> Self {
         Self {
             chain_id,
@@ -83,6 +87,7 @@ impl SimConfig {
             min_valid_for: 30,
             sim_gas_limit: 20_000_000,
             block_max_age: Duration::ZERO,
+            hardfork: Hardfork::Cancun,
         }
     }
 }
@@ -196,7 +201,7 @@ impl Simulator {
         let result = match &run.result {
             ExecutionResult::Success { output, .. } => simulateValidationCall::abi_decode_returns(output.data())
                 .map_err(|e| internal(format!("undecodable ValidationResult: {e}")))?,
-            ExecutionResult::Revert { output, .. } => return Err(revert_error(output)),
+            ExecutionResult::Revert { output, .. } => return Err(revert_error(output, parties.paymaster)),
             ExecutionResult::Halt { reason, .. } => {
                 return Err(ValidationError::new(
                     RpcErrorCode::EntryPointRejected,
@@ -223,6 +228,7 @@ impl Simulator {
             let code = inner.simulation_code.get(&version).ok_or_else(|| EvmError::Evm("no code".to_owned()))?;
             let call = SimCall {
                 chain_id: inner.config.chain_id,
+                hardfork: inner.config.hardfork,
                 block,
                 entry_point: version.address(),
                 simulation_code: code,
@@ -245,6 +251,28 @@ impl Simulator {
     fn is_staked(&self, info: &custody_contracts::entry_point::IEntryPointSimulations::StakeInfo) -> bool {
         let c = &self.inner.config;
         info.stake >= c.min_stake && info.unstakeDelaySec >= U256::from(c.min_unstake_delay)
+    }
+
+    /// ERC-7769's data for -32505: the entity's address and the stake it would need.
+    fn with_minimums(&self, mut e: ValidationError, parties: &Parties) -> ValidationError {
+        if e.code != RpcErrorCode::StakeTooLow {
+            return e;
+        }
+        let c = &self.inner.config;
+        let mut data = e.data.take().unwrap_or_else(|| serde_json::json!({}));
+        let entity: Option<Entity> = serde_json::from_value(data["entity"].clone()).ok();
+        let address = match entity {
+            Some(Entity::Sender) => Some(parties.sender),
+            Some(Entity::Factory) => parties.factory,
+            Some(Entity::Paymaster) => parties.paymaster,
+            Some(Entity::Aggregator) | None => None,
+        };
+        if let (Some(entity), Some(address)) = (entity, address) {
+            data[format!("{entity:?}").to_lowercase()] = serde_json::json!(address);
+        }
+        data["minimumStake"] = serde_json::json!(c.min_stake);
+        data["minimumUnstakeDelay"] = serde_json::json!(U256::from(c.min_unstake_delay));
+        e.with_data(data)
     }
 
     fn is_trusted(&self, parties: &Parties, entity: Entity) -> bool {
@@ -316,7 +344,6 @@ impl Simulator {
             Entity::Aggregator => false,
         };
         let trusted = |entity: Entity| self.is_trusted(&parties, entity);
-        // No stake is asked of a paymaster returning a context: ERC-7562 removed EREP-050 (a v0.6 rule).
         let has_code = |address: Address| {
             sim.run.state.get(&address).is_some_and(|a| a.info.code_hash != revm::primitives::KECCAK_EMPTY)
         };
@@ -326,8 +353,9 @@ impl Simulator {
             staked: &stake_of,
             has_code: &has_code,
             trusted: &trusted,
+            paymaster_context: parties.paymaster.is_some() && !r.returnInfo.paymasterContext.is_empty(),
         };
-        let accessed_addresses = rules::check(tracer, &facts)?;
+        let accessed_addresses = rules::check(tracer, &facts).map_err(|e| self.with_minimums(e, &parties))?;
 
         let mut code_hashes = tracer.code_hashes.clone();
         for address in tracer.ext_code_targets.keys() {

@@ -33,12 +33,13 @@ impl ValidationData {
     }
 }
 
-/// Maps a revert of `simulateValidation` to a rejection.
-pub(crate) fn revert_error(output: &Bytes) -> ValidationError {
+/// Maps a revert of `simulateValidation` to a rejection. A paymaster's rejection (-32501, -32508)
+/// names `paymaster` in its data, as ERC-7769 asks.
+pub(crate) fn revert_error(output: &Bytes, paymaster: Option<Address>) -> ValidationError {
     match IEntryPointErrors::abi_decode(output) {
-        Ok(IEntryPointErrors::FailedOp(FailedOp { reason, .. })) => failed_op(&reason, None),
+        Ok(IEntryPointErrors::FailedOp(FailedOp { reason, .. })) => failed_op(&reason, None, paymaster),
         Ok(IEntryPointErrors::FailedOpWithRevert(FailedOpWithRevert { reason, inner, .. })) => {
-            failed_op(&reason, Some(&inner))
+            failed_op(&reason, Some(&inner), paymaster)
         }
         _ => ValidationError::new(
             RpcErrorCode::EntryPointRejected,
@@ -47,7 +48,7 @@ pub(crate) fn revert_error(output: &Bytes) -> ValidationError {
     }
 }
 
-fn failed_op(reason: &str, inner: Option<&Bytes>) -> ValidationError {
+fn failed_op(reason: &str, inner: Option<&Bytes>, paymaster: Option<Address>) -> ValidationError {
     let code = match reason.get(..4).unwrap_or_default() {
         "AA24" | "AA34" => RpcErrorCode::InvalidSignature,
         "AA22" | "AA32" => RpcErrorCode::ShortDeadline,
@@ -62,7 +63,11 @@ fn failed_op(reason: &str, inner: Option<&Bytes>) -> ValidationError {
     if let Some(inner) = inner {
         message = format!("{message}: {}", describe_revert(inner));
     }
-    let data = serde_json::json!({ "reason": reason, "inner": inner.map(|b| b.to_string()) });
+    let mut data = serde_json::json!({ "reason": reason, "inner": inner.map(|b| b.to_string()) });
+    if let (RpcErrorCode::PaymasterRejected | RpcErrorCode::PaymasterDepositTooLow, Some(paymaster)) = (code, paymaster)
+    {
+        data["paymaster"] = serde_json::json!(paymaster);
+    }
     ValidationError::new(code, message).with_data(data)
 }
 
@@ -118,11 +123,25 @@ mod tests {
     fn failed_op_codes() {
         let enc =
             |reason: &str| -> Bytes { FailedOp { opIndex: U256::ZERO, reason: reason.to_owned() }.abi_encode().into() };
-        assert_eq!(revert_error(&enc("AA25 invalid account nonce")).code, RpcErrorCode::EntryPointRejected);
-        assert!(revert_error(&enc("AA25 invalid account nonce")).message.contains("getNonce"));
-        assert_eq!(revert_error(&enc("AA24 signature error")).code, RpcErrorCode::InvalidSignature);
-        assert_eq!(revert_error(&enc("AA31 paymaster deposit too low")).code, RpcErrorCode::PaymasterDepositTooLow);
-        assert_eq!(revert_error(&enc("AA33 reverted")).code, RpcErrorCode::PaymasterRejected);
+        assert_eq!(revert_error(&enc("AA25 invalid account nonce"), None).code, RpcErrorCode::EntryPointRejected);
+        assert!(revert_error(&enc("AA25 invalid account nonce"), None).message.contains("getNonce"));
+        assert_eq!(revert_error(&enc("AA24 signature error"), None).code, RpcErrorCode::InvalidSignature);
+        assert_eq!(
+            revert_error(&enc("AA31 paymaster deposit too low"), None).code,
+            RpcErrorCode::PaymasterDepositTooLow
+        );
+        let paymaster = Address::repeat_byte(0x77);
+        let rejected = revert_error(&enc("AA33 reverted"), Some(paymaster));
+        assert_eq!(rejected.code, RpcErrorCode::PaymasterRejected);
+        assert_eq!(
+            rejected.data.expect("data")["paymaster"],
+            serde_json::json!(paymaster),
+            "ERC-7769: -32501 names it"
+        );
+        assert!(
+            revert_error(&enc("AA25 invalid account nonce"), Some(paymaster)).data.expect("data")["paymaster"]
+                .is_null()
+        );
         let with_inner: Bytes = FailedOpWithRevert {
             opIndex: U256::ZERO,
             reason: "AA23 reverted".to_owned(),
@@ -130,7 +149,7 @@ mod tests {
         }
         .abi_encode()
         .into();
-        let e = revert_error(&with_inner);
+        let e = revert_error(&with_inner, None);
         assert!(e.message.contains("not owner"), "{}", e.message);
     }
 }

@@ -1,5 +1,6 @@
 //! ERC-7562 checks that need the whole trace and the entities' stakes: storage access with associated
-//! slots (STO-010..033), BALANCE/SELFBALANCE for staked entities only (OP-080), and the verdict on
+//! slots (STO-010..033), BALANCE/SELFBALANCE for staked entities only (OP-080), a context only from a
+//! staked paymaster (EREP-050), and the verdict on
 //! everything the [`Tracer`] flagged. Trusted entities skip all of it.
 
 use std::collections::BTreeSet;
@@ -23,6 +24,8 @@ pub(crate) struct EntityFacts<'a> {
     /// Whether an address has code (at the end of the simulation).
     pub(crate) has_code: &'a dyn Fn(Address) -> bool,
     pub(crate) trusted: &'a dyn Fn(Entity) -> bool,
+    /// Whether the paymaster's validation returned a non-empty context (for a `postOp`).
+    pub(crate) paymaster_context: bool,
 }
 
 impl EntityFacts<'_> {
@@ -40,6 +43,15 @@ impl EntityFacts<'_> {
 pub(crate) fn check(tracer: &Tracer, facts: &EntityFacts<'_>) -> Result<Vec<Address>, ValidationError> {
     if let Some(v) = tracer.violations.iter().find(|v| !(facts.trusted)(v.entity)) {
         return Err(rule_error(v, RpcErrorCode::BannedOpcode));
+    }
+    let unstaked_paymaster = !(facts.trusted)(Entity::Paymaster) && !(facts.staked)(Entity::Paymaster);
+    if facts.paymaster_context && unstaked_paymaster {
+        let v = Violation {
+            entity: Entity::Paymaster,
+            rule: "EREP-050",
+            detail: "an unstaked paymaster returned a context".to_owned(),
+        };
+        return Err(rule_error(&v, RpcErrorCode::BannedOpcode));
     }
     if let Some(entity) = tracer.balance_uses.iter().copied().find(|e| !(facts.trusted)(*e) && !(facts.staked)(*e)) {
         let v = Violation { entity, rule: "OP-080", detail: "BALANCE/SELFBALANCE by an unstaked entity".to_owned() };

@@ -88,6 +88,22 @@ impl Bench {
         Ok(packed)
     }
 
+    /// Gas of the account's first operation (deploying it with `init`) and of a plain one after it.
+    async fn first_and_plain(
+        &self,
+        version: EntryPointVersion,
+        owner: &PrivateKeySigner,
+        sender: Address,
+        init: Option<(Address, Bytes)>,
+        call: impl Fn() -> Bytes,
+    ) -> Result<[u64; 2]> {
+        let op = self.op(version, sender, init, call()).await?;
+        let first = self.handle_op(version, self.sign(version, &op, owner)?).await?;
+        let op = self.op(version, sender, None, call()).await?;
+        let plain = self.handle_op(version, self.sign(version, &op, owner)?).await?;
+        Ok([first, plain])
+    }
+
     fn sponsor(&self, version: EntryPointVersion, op: &UserOperation) -> Result<UserOperation> {
         let s = Sponsorship {
             paymaster: self.deployment.contracts.paymaster(version),
@@ -113,12 +129,7 @@ impl Bench {
         let c = &self.deployment.contracts;
         let call = || account::execute(random_address(), U256::ZERO, Bytes::new());
         let (owner, sender, init) = fresh_account(c, version);
-        let first = self
-            .handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?)
-            .await?;
-        let plain = self
-            .handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?)
-            .await?;
+        let [first, plain] = self.first_and_plain(version, &owner, sender, init, call).await?;
         let op = self.sponsor(version, &self.op(version, sender, None, call()).await?)?;
         let sponsored = self.handle_op(version, self.sign(version, &op, &owner)?).await?;
 
@@ -156,12 +167,7 @@ impl Bench {
             .into()
         };
         let init = Some((factory, Bytes::from(create.abi_encode())));
-        let first = self
-            .handle_op(version, self.sign(version, &self.op(version, sender, init, call()).await?, &owner)?)
-            .await?;
-        let plain = self
-            .handle_op(version, self.sign(version, &self.op(version, sender, None, call()).await?, &owner)?)
-            .await?;
+        let [first, plain] = self.first_and_plain(version, &owner, sender, init, call).await?;
         Ok([first, plain])
     }
 

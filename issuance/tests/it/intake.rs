@@ -62,7 +62,7 @@ async fn idempotent_and_policy(engine: Engine) {
     assert!(m.activity("0x00").await.unwrap().is_none());
 }
 
-on_each_engine!(
+custody_db::on_each_engine!(
     idempotent_and_policy: sqlite_intake_is_idempotent_and_applies_the_policy,
     postgres_intake_is_idempotent_and_applies_the_policy
 );
@@ -112,7 +112,7 @@ async fn concurrent_intake(engine: Engine) {
     assert_eq!(badges, 4, "one month badge per user");
 }
 
-on_each_engine!(
+custody_db::on_each_engine!(
     concurrent_intake: sqlite_concurrent_intake_makes_one_activity_per_key,
     postgres_concurrent_intake_makes_one_activity_per_key
 );

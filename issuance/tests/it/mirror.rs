@@ -149,7 +149,7 @@ async fn the_indexer_rewinds_after_a_reorg() {
     assert_eq!(m.token_balance(erin).await.unwrap(), U256::ZERO, "the reorged mint is gone from the cache");
 }
 
-on_each_engine!(
+custody_db::on_each_engine!(
     end_to_end: sqlite_activities_are_anchored_minted_once_and_proven,
     postgres_activities_are_anchored_minted_once_and_proven
 );
@@ -219,7 +219,7 @@ async fn crash_and_resume(engine: Engine) {
     assert_eq!(mints.values().sum::<usize>(), steps.len());
 }
 
-on_each_engine!(
+custody_db::on_each_engine!(
     crash_and_resume: sqlite_a_crash_between_any_two_steps_mints_once,
     postgres_a_crash_between_any_two_steps_mints_once
 );

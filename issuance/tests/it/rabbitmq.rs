@@ -175,15 +175,7 @@ async fn stored_once_and_dead_letters(engine: Engine) {
     delete_queues(&channel, &config).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_once_and_dead_letters_sqlite() {
-    stored_once_and_dead_letters(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_once_and_dead_letters_postgres() {
-    stored_once_and_dead_letters(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] stored_once_and_dead_letters: stored_once_and_dead_letters_sqlite, stored_once_and_dead_letters_postgres);
 
 /// Messages published while the consumer is down, or in flight when it stops, are all stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,12 +35,4 @@ async fn checksummed_cache_rows_are_found_after_the_migration(engine: Engine) {
     assert_eq!(stored, custody_db::encode_address(account));
 }
 
-#[tokio::test]
-async fn checksummed_cache_rows_are_found_after_the_migration_sqlite() {
-    checksummed_cache_rows_are_found_after_the_migration(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn checksummed_cache_rows_are_found_after_the_migration_postgres() {
-    checksummed_cache_rows_are_found_after_the_migration(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(checksummed_cache_rows_are_found_after_the_migration: checksummed_cache_rows_are_found_after_the_migration_sqlite, checksummed_cache_rows_are_found_after_the_migration_postgres);

@@ -14,7 +14,7 @@ use custody_contracts::test_utils::{LocalChain, LocalChainConfig};
 use custody_contracts::test_utils::{peruri_account, random_address, user_op, user_op_event};
 use custody_contracts::{DeployConfig, Deployment, EntryPointVersion, UserOperation, account};
 use custody_db::test_utils::Engine;
-use custody_paymaster::{Budget, Denial, Limit, Paymaster, PaymasterConfig, PolicyConfig, Reset, Scope, Settler};
+use custody_paymaster::{Budget, Denial, Limit, Paymaster, PaymasterConfig, PolicyConfig, Reset, Scope, Settler, Step};
 use custody_signer::KeyClass;
 use custody_signer::test_utils::TestKeyring;
 use serde_json::{Value, json};
@@ -76,20 +76,23 @@ impl Env {
 
 /// The stub's fields, then the final data, on `op` (as a client does).
 async fn sponsor(pm: &Paymaster, version: EntryPointVersion, op: &mut UserOperation, now: u64) {
-    let stub = pm.stub(op, version, None, now).await.unwrap().unwrap();
+    let stub = pm.fields(Step::Stub, op, version, None, now).await.unwrap().unwrap();
     op.paymaster = Some(stub.paymaster);
     op.paymaster_verification_gas_limit = Some(U256::from(stub.verification_gas_limit));
     op.paymaster_post_op_gas_limit = Some(U256::from(stub.post_op_gas_limit));
     op.paymaster_data = Some(stub.paymaster_data);
-    let data = pm.data(op, version, None, now).await.unwrap().unwrap();
+    let data = pm.fields(Step::Final, op, version, None, now).await.unwrap().unwrap();
     assert_eq!(data.paymaster, stub.paymaster);
     op.paymaster_data = Some(data.paymaster_data);
 }
 
 async fn denied(pm: &Paymaster, version: EntryPointVersion, op: &UserOperation, now: u64) -> Denial {
-    let stub = pm.stub(op, version, None, now).await.unwrap();
+    let stub = pm.fields(Step::Stub, op, version, None, now).await.unwrap();
     let denial = stub.expect_err("the stub refuses");
-    assert_eq!(pm.data(op, version, None, now).await.unwrap().expect_err("the final call refuses"), denial);
+    assert_eq!(
+        pm.fields(Step::Final, op, version, None, now).await.unwrap().expect_err("the final call refuses"),
+        denial
+    );
     denial
 }
 
@@ -218,7 +221,9 @@ async fn each_rule_refuses_what_it_should_with_its_name() {
     let transfer = Bytes::from(vec![0xa9, 0x05, 0x9c, 0xbb]);
     let rule = |d: Denial| d.rule;
 
-    assert!(pm.stub(&env.op(version, token, transfer.clone()).1, version, None, now).await.unwrap().is_ok());
+    assert!(
+        pm.fields(Step::Stub, &env.op(version, token, transfer.clone()).1, version, None, now).await.unwrap().is_ok()
+    );
     assert_eq!(rule(denied(&pm, version, &blocked, now).await), "sender_blocked");
     let other = env.op(version, random_address(), transfer.clone()).1;
     assert_eq!(rule(denied(&pm, version, &other, now).await), "target_not_allowed");
@@ -238,7 +243,7 @@ async fn each_rule_refuses_what_it_should_with_its_name() {
     let over = PolicyConfig { not_after: Some(now - 1), ..policy(vec![]) };
     let pm = env.paymaster(config(over)).await;
     assert_eq!(rule(denied(&pm, version, &other, now).await), "ended");
-    let unknown = pm.stub(&other, version, Some("nope"), now).await.unwrap().unwrap_err();
+    let unknown = pm.fields(Step::Stub, &other, version, Some("nope"), now).await.unwrap().unwrap_err();
     assert_eq!(unknown.rule, "unknown_policy");
 }
 
@@ -250,7 +255,7 @@ async fn concurrent_requests_never_overspend(engine: Engine) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let (pm, op) = (pm.clone(), env.op(EntryPointVersion::V08, random_address(), Bytes::new()).1);
-        tasks.spawn(async move { pm.data(&op, EntryPointVersion::V08, None, now).await.unwrap() });
+        tasks.spawn(async move { pm.fields(Step::Final, &op, EntryPointVersion::V08, None, now).await.unwrap() });
     }
     let answers = tasks.join_all().await;
     let granted = answers.iter().filter(|a| a.is_ok()).count();
@@ -259,15 +264,7 @@ async fn concurrent_requests_never_overspend(engine: Engine) {
     assert_eq!(pm.budget().list("default", 200).await.unwrap().len(), 10);
 }
 
-#[tokio::test]
-async fn sqlite_100_concurrent_requests_against_a_budget_of_10_sponsor_10() {
-    concurrent_requests_never_overspend(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_100_concurrent_requests_against_a_budget_of_10_sponsor_10() {
-    concurrent_requests_never_overspend(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(concurrent_requests_never_overspend: sqlite_100_concurrent_requests_against_a_budget_of_10_sponsor_10, postgres_100_concurrent_requests_against_a_budget_of_10_sponsor_10);
 
 /// A sender budget of 1 operation: the same operation asked again replaces its reservation; an expired,
 /// unused one is released (the budget is free again) and refused on-chain (AA32).
@@ -282,9 +279,12 @@ async fn an_expired_sponsorship_is_released_and_refused_on_chain() {
     let (owner, mut op) = env.op(version, random_address(), Bytes::new());
     let now = env.now().await;
     sponsor(&pm, version, &mut op, now).await;
-    assert!(pm.data(&op, version, None, now).await.unwrap().is_ok(), "the same operation again: replaced");
+    assert!(
+        pm.fields(Step::Final, &op, version, None, now).await.unwrap().is_ok(),
+        "the same operation again: replaced"
+    );
     let second = UserOperation { nonce: U256::from(1), ..op.clone() };
-    assert_eq!(pm.data(&second, version, None, now).await.unwrap().unwrap_err().rule, "sender_ops");
+    assert_eq!(pm.fields(Step::Final, &second, version, None, now).await.unwrap().unwrap_err().rule, "sender_ops");
 
     env.chain.set_next_block_timestamp(now + 60).await.unwrap();
     env.chain.mine().await.unwrap();
@@ -293,7 +293,10 @@ async fn an_expired_sponsorship_is_released_and_refused_on_chain() {
     let packed = env.chain.sign_user_op(version, &op, &owner);
     let refused = env.chain.handle_ops(version, vec![packed], &env.chain.dev_accounts()[0]).await.unwrap_err();
     assert!(refused.starts_with("AA32"), "{refused}");
-    assert!(pm.data(&second, version, None, now + 60).await.unwrap().is_ok(), "the budget is free again");
+    assert!(
+        pm.fields(Step::Final, &second, version, None, now + 60).await.unwrap().is_ok(),
+        "the budget is free again"
+    );
 }
 
 /// A gas budget counts an operation's gas limits while it is reserved and its gas used once settled.
@@ -304,16 +307,16 @@ async fn settling_returns_the_unused_gas_to_the_budget() {
     let (_, first) = env.op(version, random_address(), Bytes::new());
     let (_, second) = env.op(version, random_address(), Bytes::new());
     let pm = env.paymaster(config(policy(vec![]))).await;
-    let limits = pm.stub(&first, version, None, 0).await.unwrap().unwrap();
+    let limits = pm.fields(Step::Stub, &first, version, None, 0).await.unwrap().unwrap();
     let op_gas = first.max_gas() + limits.verification_gas_limit + limits.post_op_gas_limit;
     let global = Limit { scope: Scope::Global, max_gas: Some(op_gas * 3 / 2), max_ops: None, reset: Reset::Monthly };
     let pm = env.paymaster(config(policy(vec![global]))).await;
     let now = env.now().await;
-    assert!(pm.data(&first, version, None, now).await.unwrap().is_ok());
-    assert_eq!(pm.data(&second, version, None, now).await.unwrap().unwrap_err().rule, "global_gas");
+    assert!(pm.fields(Step::Final, &first, version, None, now).await.unwrap().is_ok());
+    assert_eq!(pm.fields(Step::Final, &second, version, None, now).await.unwrap().unwrap_err().rule, "global_gas");
     let id = custody_paymaster::sponsorship_id(version, first.sender, first.nonce);
     assert!(pm.budget().settle(&id, 100_000, Default::default(), Default::default()).await.unwrap());
-    assert!(pm.data(&second, version, None, now).await.unwrap().is_ok(), "the unused gas came back");
+    assert!(pm.fields(Step::Final, &second, version, None, now).await.unwrap().is_ok(), "the unused gas came back");
 }
 
 async fn rpc(pm: &Paymaster, method: &str, params: Value) -> Value {

@@ -17,7 +17,7 @@ use axum::{
     extract::{Path, State, rejection::JsonRejection},
     http::HeaderMap,
 };
-use custody_accounts::{AddressText, Custody, UserId};
+use custody_accounts::{AddressText, UserId};
 use custody_contracts::account;
 use custody_signer::KeyClass;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use super::{
     auth::{Caller, Role},
     doc::Writes,
     error::ApiError,
-    wallets::accounts_error,
+    wallets::custodial,
 };
 
 /// What to sign: a message (EIP-191, as `personal_sign`) or a 32-byte hash.
@@ -167,17 +167,8 @@ async fn sign_for(
         SignRequest::TypedData(t) => ("typedData", typed_data_hash(&t.typed_data)?),
         SignRequest::Hash(h) => ("hash", parse_hash(&h.hash)?),
     };
-    let wallets = state.wallets()?;
-    let wallet = wallets.get(user_id).await.map_err(accounts_error)?;
-    let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
-    if wallet.custody != Custody::Custodial {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "not_custodial",
-            "this wallet's key is not held by the service",
-        ));
-    }
-    let chain = wallets.chain();
+    let wallet = custodial(state, user_id).await?;
+    let chain = state.wallets()?.chain();
     let target = wallet.did.to_string();
     let details = json!({"kind": kind, "hash": hash});
     audit_with(state, caller, ("wallet.sign", &target, "requested"), headers, Some(&details)).await?;

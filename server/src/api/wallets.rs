@@ -64,6 +64,20 @@ pub(super) fn accounts_error(e: AccountsError) -> ApiError {
     }
 }
 
+/// The wallet of `user_id` whose key the service holds: 404 without a wallet, 409 when it is not custodial.
+pub(super) async fn custodial(state: &AppState, user_id: &str) -> Result<Wallet, ApiError> {
+    let wallet = state.wallets()?.get(user_id).await.map_err(accounts_error)?;
+    let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
+    if wallet.custody != custody_accounts::Custody::Custodial {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_custodial",
+            "this wallet's key is not held by the service",
+        ));
+    }
+    Ok(wallet)
+}
+
 /// `POST /v1/wallets`: 201 with the new wallet, 200 with the existing one.
 #[utoipa::path(
     post, path = "/v1/wallets", tag = "wallets", security(("bearer" = [])),

@@ -40,15 +40,7 @@ async fn track_and_read(engine: Engine) {
     s.stop();
 }
 
-#[tokio::test]
-async fn sqlite_activities_are_tracked_and_read() {
-    track_and_read(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_activities_are_tracked_and_read() {
-    track_and_read(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(track_and_read: sqlite_activities_are_tracked_and_read, postgres_activities_are_tracked_and_read);
 
 #[tokio::test]
 async fn bad_activities_are_a_clear_4xx() {

@@ -40,6 +40,22 @@ pub(crate) fn wait_for_record(child: &mut Child, path: &Path) -> serde_json::Val
     panic!("devnet.json did not appear within 120 s");
 }
 
+/// Asks `check` every 250 ms until it answers `Some`, for at most 30 s; `what` says what was awaited.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(done) = check().await {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub(crate) fn stop(child: Child) {
     stop_with(child, "TERM");
 }

@@ -83,12 +83,4 @@ async fn history(engine: Engine) {
     s.stop();
 }
 
-#[tokio::test]
-async fn sqlite_a_users_history_pages_newest_first() {
-    history(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_a_users_history_pages_newest_first() {
-    history(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(history: sqlite_a_users_history_pages_newest_first, postgres_a_users_history_pages_newest_first);

@@ -2,11 +2,9 @@
 //! client (ERC-7677 stub, estimation, final data) on v0.7 and v0.8, ending in receipts whose paymaster is
 //! PeruriPaymaster; `pm_sponsorUserOperation` in one call; the sponsorships settle (three); callers without the app role are refused.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-use crate::devnet::{start, stop, wait_for_record};
+use crate::devnet::{eventually, start, stop, wait_for_record};
 
 /// Runs `contracts/test-tools/sponsored-op.mjs` for `version`; its receipt summary.
 fn sponsored_op(record: &Value, version: &str, factory: &str) -> Value {
@@ -82,18 +80,13 @@ async fn sponsor_in_one_call(http: &reqwest::Client, record: &Value) {
         "params": [op, version.address()]});
     let sent: Value = http.post(rpc).json(&send).send().await.unwrap().json().await.unwrap();
     assert_eq!(sent["result"], serde_json::json!(hash), "{sent}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ask =
-            serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "eth_getUserOperationReceipt", "params": [hash]});
-        let receipt: Value = http.post(rpc).json(&ask).send().await.unwrap().json().await.unwrap();
-        if receipt["result"].is_object() {
-            assert_eq!(receipt["result"]["success"], true, "{receipt}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not included within 30 s");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let ask = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "eth_getUserOperationReceipt", "params": [hash]});
+    let receipt = eventually("the receipt", || async {
+        let answer: Value = http.post(rpc).json(&ask).send().await.unwrap().json().await.unwrap();
+        answer["result"].is_object().then_some(answer)
+    })
+    .await;
+    assert_eq!(receipt["result"]["success"], true, "{receipt}");
 }
 
 #[tokio::test]
@@ -125,17 +118,14 @@ async fn viem_sends_sponsored_operations_through_the_devnet_paymaster() {
     assert_eq!(status(forged).await, 401, "a bad apikey");
 
     // Officers see the three sponsorships settled from their receipts.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let list = format!("{api}/v1/admin/paymaster/policies/devnet/sponsorships");
-    loop {
+    eventually("three settled sponsorships", || async {
         let page: Value = http.get(&list).bearer_auth(token("officer")).send().await.unwrap().json().await.unwrap();
         let rows = page["sponsorships"].as_array().unwrap();
-        if rows.len() == 3 && rows.iter().all(|r| r["status"] == "settled" && r["gasUsed"].as_u64() > Some(0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not settled within 30 s: {page}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        (rows.len() == 3 && rows.iter().all(|r| r["status"] == "settled" && r["gasUsed"].as_u64() > Some(0)))
+            .then_some(())
+    })
+    .await;
     let app = http.get(&list).bearer_auth(token("app")).send().await.unwrap().status().as_u16();
     assert_eq!(app, 403, "listing needs the officer role");
 

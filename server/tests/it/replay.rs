@@ -88,15 +88,7 @@ async fn every_creating_route_replays(engine: Engine) {
     s.stop();
 }
 
-#[tokio::test]
-async fn sqlite_every_creating_route_replays_its_first_answer() {
-    every_creating_route_replays(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_every_creating_route_replays_its_first_answer() {
-    every_creating_route_replays(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(every_creating_route_replays: sqlite_every_creating_route_replays_its_first_answer, postgres_every_creating_route_replays_its_first_answer);
 
 /// A request that failed without effect leaves its key free: the retry runs.
 #[tokio::test]

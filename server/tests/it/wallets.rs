@@ -77,15 +77,7 @@ async fn create_and_read(engine: Engine) {
     s.stop();
 }
 
-#[tokio::test]
-async fn sqlite_create_and_read() {
-    create_and_read(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_create_and_read() {
-    create_and_read(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(create_and_read: sqlite_create_and_read, postgres_create_and_read);
 
 async fn concurrent_creation(engine: Engine) {
     let s = Service::start(engine).await;
@@ -120,15 +112,7 @@ async fn concurrent_creation(engine: Engine) {
     assert_eq!(users, 1, "one owner key");
 }
 
-#[tokio::test]
-async fn sqlite_concurrent_creation_makes_one_wallet() {
-    concurrent_creation(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_concurrent_creation_makes_one_wallet() {
-    concurrent_creation(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(concurrent_creation: sqlite_concurrent_creation_makes_one_wallet, postgres_concurrent_creation_makes_one_wallet);
 
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_changes_nothing() {

@@ -42,8 +42,8 @@ use crate::Error;
 /// How many times an operation is retried after its session was lost.
 const RETRIES: u32 = 3;
 
-/// Where and how to reach a PKCS#11 token.
-#[derive(Clone)]
+/// Where and how to reach a PKCS#11 token. Its `Debug` shows the PIN as `[REDACTED]` (`SecretString`).
+#[derive(Clone, Debug)]
 pub struct Pkcs11Config {
     /// Path of the PKCS#11 module (`libsofthsm2.so`, a vendor library).
     pub module: PathBuf,
@@ -61,17 +61,6 @@ impl Pkcs11Config {
     /// A configuration with default pool and cache sizes.
     pub fn new(module: impl Into<PathBuf>, token_label: impl Into<String>, pin: SecretString) -> Self {
         Self { module: module.into(), token_label: token_label.into(), pin, max_sessions: 8, unwrapped_cache: 10_000 }
-    }
-}
-
-impl fmt::Debug for Pkcs11Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pkcs11Config")
-            .field("module", &self.module)
-            .field("token_label", &self.token_label)
-            .field("max_sessions", &self.max_sessions)
-            .field("unwrapped_cache", &self.unwrapped_cache)
-            .finish_non_exhaustive()
     }
 }
 
@@ -333,4 +322,17 @@ fn is_lost(e: &Error) -> bool {
 /// section here leaves the data consistent).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_never_shows_in_debug() {
+        let config = Pkcs11Config::new("/lib/softhsm.so", "token", SecretString::from("pin-1234-secret"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pin-1234-secret") && shown.contains("REDACTED"), "{shown}");
+        assert!(shown.contains("token") && shown.contains("max_sessions"), "{shown}");
+    }
 }

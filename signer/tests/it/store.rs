@@ -32,15 +32,7 @@ async fn round_trip(engine: Engine) {
     t.keyring.store().migrate().await.unwrap();
 }
 
-#[tokio::test]
-async fn sqlite_round_trip() {
-    round_trip(Engine::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_round_trip() {
-    round_trip(Engine::Postgres).await;
-}
+custody_db::on_each_engine!(round_trip: sqlite_round_trip, postgres_round_trip);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_user_creation() {

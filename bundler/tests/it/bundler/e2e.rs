@@ -19,22 +19,25 @@ use custody_contracts::test_utils::random_address;
 async fn simple_account(env: &Env, version: EntryPointVersion) -> (Address, Address, Bytes) {
     let dev = env.chain.provider_with(EthereumWallet::from(env.chain.dev_accounts()[0].clone()));
     let owner = env.owner.address();
-    match version {
+    let factory = match version {
         EntryPointVersion::V07 => {
-            let f =
-                simple_account_factory_v07::SimpleAccountFactory::deploy(dev, version.address()).await.expect("deploy");
-            let sender = f.getAddress(owner, U256::ZERO).call().await.expect("getAddress");
-            let data = simple_account_factory_v07::SimpleAccountFactory::createAccountCall { owner, salt: U256::ZERO };
-            (*f.address(), sender, data.abi_encode().into())
+            *simple_account_factory_v07::SimpleAccountFactory::deploy(dev.clone(), version.address())
+                .await
+                .expect("deploy")
+                .address()
         }
         EntryPointVersion::V08 => {
-            let f =
-                simple_account_factory_v08::SimpleAccountFactory::deploy(dev, version.address()).await.expect("deploy");
-            let sender = f.getAddress(owner, U256::ZERO).call().await.expect("getAddress");
-            let data = simple_account_factory_v08::SimpleAccountFactory::createAccountCall { owner, salt: U256::ZERO };
-            (*f.address(), sender, data.abi_encode().into())
+            *simple_account_factory_v08::SimpleAccountFactory::deploy(dev.clone(), version.address())
+                .await
+                .expect("deploy")
+                .address()
         }
-    }
+    };
+    // Both versions' factories have one interface.
+    let f = simple_account_factory_v07::SimpleAccountFactory::new(factory, dev);
+    let sender = f.getAddress(owner, U256::ZERO).call().await.expect("getAddress");
+    let data = simple_account_factory_v07::SimpleAccountFactory::createAccountCall { owner, salt: U256::ZERO };
+    (factory, sender, data.abi_encode().into())
 }
 
 #[tokio::test]

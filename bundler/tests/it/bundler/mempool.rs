@@ -49,10 +49,16 @@ async fn replacement_rules_and_the_unstaked_sender_limit() {
     high.max_priority_fee_per_gas = U256::from(110);
     let high = env.sign(V, high, &env.owner).await;
     let high_hash = send(&bundler, V, &high).await;
-    let replaced = ok(&bundler, "eth_getUserOperationByHash", json!([first_hash])).await;
-    assert_eq!(replaced["status"], "replaced");
-    assert!(replaced["transactionHash"].is_null());
-    assert_eq!(ok(&bundler, "eth_getUserOperationByHash", json!([high_hash])).await["status"], "pending");
+    // A replaced operation will never be mined as sent: null by hash (ERC-7769), the reason in its status.
+    assert!(ok(&bundler, "eth_getUserOperationByHash", json!([first_hash])).await.is_null());
+    let replaced = ok(&bundler, "rundler_getUserOperationStatus", json!([first_hash])).await;
+    assert_eq!(replaced["status"], "unknown");
+    assert_eq!(replaced["removed"]["status"], "replaced", "{replaced}");
+    assert_eq!(replaced["removed"]["reason"], json!(format!("replaced by {high_hash:#x}")));
+    let pending = ok(&bundler, "eth_getUserOperationByHash", json!([high_hash])).await;
+    assert!(pending["blockNumber"].is_null() && pending["transactionHash"].is_null(), "{pending}");
+    assert_eq!(pending["userOperation"], json!(high));
+    assert_eq!(ok(&bundler, "rundler_getUserOperationStatus", json!([high_hash])).await["status"], "pending");
 
     // Zero-fee chain rule: equal (zero) fees replace.
     let zero = env.sign(V, env.peruri_op(V, owner, 2, call(3)).await, &env.owner).await;
@@ -60,7 +66,8 @@ async fn replacement_rules_and_the_unstaked_sender_limit() {
     let zero2 = env.sign(V, env.peruri_op(V, owner, 2, call(4)).await, &env.owner).await;
     let zero2_hash = send(&bundler, V, &zero2).await;
     assert_ne!(zero_hash, zero2_hash);
-    assert_eq!(ok(&bundler, "eth_getUserOperationByHash", json!([zero_hash])).await["status"], "replaced");
+    let replaced = ok(&bundler, "rundler_getUserOperationStatus", json!([zero_hash])).await;
+    assert_eq!(replaced["removed"]["status"], "replaced", "{replaced}");
 
     // Live: nonce keys 1 and 2; two more fit, the fifth is refused.
     for key in [3, 4] {
@@ -106,14 +113,26 @@ async fn restart_keeps_the_mempool(engine: Engine) {
     assert_eq!(ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await, json!([]));
 }
 
-#[tokio::test]
-async fn restart_keeps_the_mempool_sqlite() {
-    restart_keeps_the_mempool(Engine::Sqlite).await;
-}
+custody_db::on_each_engine!(restart_keeps_the_mempool: restart_keeps_the_mempool_sqlite, restart_keeps_the_mempool_postgres);
 
+/// A dropped operation (here by clearState) is sent again unchanged: accepted under the same hash,
+/// bundled and mined, its reputation counted once more.
 #[tokio::test]
-async fn restart_keeps_the_mempool_postgres() {
-    restart_keeps_the_mempool(Engine::Postgres).await;
+async fn a_dropped_operation_can_be_sent_again_unchanged() {
+    let env = env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let call = account::execute(random_address(), U256::ZERO, Bytes::new());
+    let op = env.sign(V, env.peruri_op(V, env.owner.address(), 0, call).await, &env.owner).await;
+    let hash = send(&bundler, V, &op).await;
+    ok(&bundler, "debug_bundler_clearState", json!([])).await;
+    let dropped = ok(&bundler, "rundler_getUserOperationStatus", json!([hash])).await;
+    assert_eq!(dropped["removed"]["status"], "dropped", "{dropped}");
+
+    assert_eq!(send(&bundler, V, &op).await, hash, "the same operation, accepted again");
+    assert_eq!(ok(&bundler, "rundler_getUserOperationStatus", json!([hash])).await["removed"], Value::Null);
+    assert_eq!(ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await, json!([op]));
+    assert!(ok(&bundler, "debug_bundler_sendBundleNow", json!([])).await.is_string());
+    assert_eq!(wait_receipt(&bundler, hash).await["success"], json!(true));
 }
 
 #[tokio::test]
@@ -143,10 +162,15 @@ async fn a_failing_operation_is_dropped_with_its_reason_and_the_rest_is_bundled(
     let tx = ok(&bundler, "debug_bundler_sendBundleNow", json!([])).await;
     assert!(tx.is_string());
     assert_eq!(wait_receipt(&bundler, b_hash).await["success"], json!(true));
-    let failed = ok(&bundler, "eth_getUserOperationByHash", json!([a_hash])).await;
-    assert_eq!(failed["status"], "failed");
-    assert!(failed["reason"].as_str().is_some_and(|r| r.starts_with("AA")), "{failed}");
+    assert!(ok(&bundler, "eth_getUserOperationByHash", json!([a_hash])).await.is_null());
+    let failed = ok(&bundler, "rundler_getUserOperationStatus", json!([a_hash])).await;
+    assert_eq!(failed["removed"]["status"], "failed", "{failed}");
+    assert!(failed["removed"]["reason"].as_str().is_some_and(|r| r.starts_with("AA")), "{failed}");
     assert!(ok(&bundler, "eth_getUserOperationReceipt", json!([a_hash])).await.is_null());
+    let mined = ok(&bundler, "rundler_getUserOperationStatus", json!([b_hash])).await;
+    assert_eq!(mined["status"], "mined", "{mined}");
+    assert_eq!(mined["receipt"]["userOpHash"], json!(b_hash));
+    assert_eq!(mined["userOperation"], json!(b));
 }
 
 #[tokio::test]
@@ -209,6 +233,7 @@ async fn with_required_sponsorship_an_unsponsored_operation_is_refused() {
     assert_eq!(code, RpcErrorCode::PaymasterRejected.code());
     assert!(message.contains("sponsored"), "{message}");
     let other = UserOperation { paymaster: Some(random_address()), ..op };
-    let (code, _) = err(&bundler, "eth_sendUserOperation", json!([other, V.address()])).await;
-    assert_eq!(code, RpcErrorCode::PaymasterRejected.code(), "another paymaster");
+    let response = super::setup::call(&bundler, "eth_sendUserOperation", json!([other, V.address()])).await;
+    assert_eq!(response["error"]["code"], RpcErrorCode::PaymasterRejected.code(), "another paymaster");
+    assert_eq!(response["error"]["data"]["paymaster"], json!(other.paymaster), "ERC-7769: -32501 names the paymaster");
 }

@@ -6,7 +6,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use custody_bundler::validation::RpcErrorCode;
-use custody_bundler::{Bundler, BundlerConfig, BundlingMode};
+use custody_bundler::{Bundler, BundlerConfig, BundlingMode, Hardfork};
 use custody_contracts::{EntryPointVersion, account};
 use custody_db::test_utils::Engine;
 use serde_json::{Value, json};
@@ -108,4 +108,48 @@ async fn json_rpc_surface_and_error_codes() {
     .await
     .expect("bundler");
     assert_eq!(err(&quiet, "debug_bundler_dumpMempool", json!([EntryPointVersion::V07.address()])).await.0, -32601);
+}
+
+/// EIP-7702 operations are refused with the reason (-32602), never read without their authorization
+/// or hashed as plain v0.8 operations: an `eip7702Auth`, viem's `0x7702` factory flag, the marker in
+/// the initCode; the message follows the configured hardfork.
+#[tokio::test]
+async fn eip7702_operations_are_refused_with_the_reason() {
+    let env = env(Engine::Sqlite).await;
+    let v08 = EntryPointVersion::V08;
+    let call = account::execute(random_address(), U256::ZERO, Bytes::new());
+    let op = env.sign(v08, env.peruri_op(v08, env.owner.address(), 0, call).await, &env.owner).await;
+    let auth = json!({"chainId": "0x1", "address": random_address(), "nonce": "0x0", "yParity": "0x0", "r": "0x1", "s": "0x1"});
+    let mut authorised = json!(op);
+    authorised["eip7702Auth"] = auth;
+    let mut flagged = json!(op);
+    flagged["factory"] = json!("0x7702");
+    flagged["factoryData"] = json!("0x");
+
+    for (hardfork, expected) in [(Hardfork::Cancun, "has no EIP-7702"), (Hardfork::Prague, "does not carry EIP-7702")] {
+        let config = BundlerConfig { hardfork, ..env.config(BundlingMode::Manual) };
+        let bundler = env.bundler_with(&env.keys.db, config).await;
+        for (what, op) in [("eip7702Auth", &authorised), ("the 0x7702 flag", &flagged)] {
+            for method in ["eth_sendUserOperation", "eth_estimateUserOperationGas"] {
+                let (code, message) = err(&bundler, method, json!([op, v08.address()])).await;
+                assert_eq!(code, -32602, "{method} with {what}: {message}");
+                assert!(message.contains("EIP-7702") && message.contains(expected), "{method} with {what}: {message}");
+            }
+        }
+        // The marker reached through a padded factory address is refused by the bundler itself.
+        let mut marked = op.clone();
+        marked.factory = Some(Address::from_slice(&hex_marker()));
+        marked.factory_data = Some(Bytes::new());
+        let e = bundler.send_user_operation(marked, v08.address()).await.expect_err("refused");
+        assert_eq!(e.code, RpcErrorCode::InvalidParams);
+        assert!(e.message.contains(expected), "{e}");
+        assert_eq!(ok(&bundler, "debug_bundler_dumpMempool", json!([v08.address()])).await, json!([]));
+    }
+}
+
+/// `0x7702` padded to 20 bytes.
+fn hex_marker() -> [u8; 20] {
+    let mut marker = [0u8; 20];
+    marker[..2].copy_from_slice(&[0x77, 0x02]);
+    marker
 }

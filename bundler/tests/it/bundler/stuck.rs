@@ -47,7 +47,10 @@ async fn a_lost_bundle_transaction_is_rebroadcast_when_stuck() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(lost.len(), 1, "one bundle transaction pending");
-    assert_eq!(ok(&bundler, "eth_getUserOperationByHash", json!([hash])).await["status"], "submitted");
+    let status = ok(&bundler, "rundler_getUserOperationStatus", json!([hash])).await;
+    assert_eq!(status["status"], "pendingBundle", "{status}");
+    assert_eq!(status["pendingBundle"]["txHash"], json!(lost[0]), "{status}");
+    assert!(ok(&bundler, "eth_getUserOperationByHash", json!([hash])).await["blockNumber"].is_null());
     let dropped: bool =
         env.provider.raw_request("hardhat_dropTransaction".into(), json!([lost[0]])).await.expect("drop");
     assert!(dropped);

@@ -30,6 +30,11 @@ pub(crate) fn assert_rule(e: &ValidationError, code: RpcErrorCode, rule: &str, c
     let data = e.data.as_ref().expect("rule errors carry data");
     assert_eq!(data["rule"], rule, "{context}: {e}");
     assert!(e.message.contains(rule), "{context}: the message names the rule: {e}");
+    if code == RpcErrorCode::StakeTooLow {
+        let entity = data["entity"].as_str().expect("the entity");
+        assert!(data[entity].is_string(), "{context}: ERC-7769 -32505 data names the {entity}: {data}");
+        assert!(data["minimumStake"].is_string() && data["minimumUnstakeDelay"].is_string(), "{context}: {data}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -147,8 +147,9 @@ async fn a_staked_paymaster_may_read_the_storage_of_a_sender_being_deployed() {
     }
 }
 
+/// EREP-050: an unstaked paymaster may not return a context; a staked one may.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_paymaster_returning_a_context_needs_no_stake() {
+async fn a_paymaster_returning_a_context_needs_a_stake() {
     let env = env().await;
     for version in EntryPointVersion::ALL {
         let sender = env.install("ValidAccount").await;
@@ -162,9 +163,13 @@ async fn a_paymaster_returning_a_context_needs_no_stake() {
         let (context, _) = <(Bytes, U256)>::abi_decode_params(&returned).expect("decodes");
         assert_eq!(context, Bytes::from(sender.abi_encode()), "{version}: the context");
 
-        // ERC-7562 removed EREP-050: an unstaked paymaster may return a context.
+        let e = env.simulator().validate(&op, version).await.expect_err("an unstaked paymaster's context");
+        assert_rule(&e, RpcErrorCode::BannedOpcode, "EREP-050", version.as_str());
+
+        let staked = env.install_staked(version, "RulePaymaster").await;
+        let op = pack(sponsored(op_of(sender, Address::ZERO), staked, Probe::Context, Address::ZERO));
         let v = env.simulator().validate(&op, version).await.unwrap_or_else(|e| panic!("{version}: {e}"));
-        assert!(v.staked.contains(&(Entity::Paymaster, false)), "{version}: the paymaster is unstaked");
+        assert!(v.staked.contains(&(Entity::Paymaster, true)), "{version}: the paymaster is staked");
     }
 }
 
@@ -182,6 +187,10 @@ async fn a_stake_below_min_stake_value_counts_as_unstaked() {
         assert_staked(&env, &v, Entity::Sender, at_min, version.as_str());
         let e = sim.validate(&pack(op_of(below, store)), version).await.expect_err("1 wei short");
         assert_rule(&e, RpcErrorCode::StakeTooLow, "OP-080", version.as_str());
+        let data = e.data.expect("data");
+        assert_eq!(data["sender"], serde_json::json!(below));
+        assert_eq!(data["minimumStake"], serde_json::json!(config.min_stake));
+        assert_eq!(data["minimumUnstakeDelay"], serde_json::json!(U256::from(config.min_unstake_delay)));
     }
 }
 
