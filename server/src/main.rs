@@ -19,6 +19,7 @@ mod db;
 mod devnet;
 #[cfg(feature = "dev")]
 mod devnet_auth;
+mod operations;
 mod serve;
 mod shutdown;
 mod tasks;

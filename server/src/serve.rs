@@ -61,6 +61,7 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
         (Some(_), None) => bail!("[paymaster] needs [chain] deployment_file"),
     };
     Ok(AppState {
+        deployment: config.chain.deployment_file.as_deref().map(deployment_record).transpose()?,
         bundler,
         paymaster,
         issuance,

@@ -15,6 +15,7 @@ mod health;
 mod http_metrics;
 mod idempotency;
 mod keys;
+mod operations;
 mod paymaster;
 pub(crate) mod rate_limit;
 mod signatures;
@@ -71,6 +72,8 @@ pub(crate) struct AppState {
     pub(crate) bundler: Option<Arc<custody_bundler::Bundler>>,
     /// The paymaster (ERC-7677 at `POST /paymaster`), when `[paymaster]` is configured.
     pub(crate) paymaster: Option<Arc<custody_paymaster::Paymaster>>,
+    /// The contracts (`[chain] deployment_file`), when configured.
+    pub(crate) deployment: Option<custody_contracts::Deployment>,
 }
 
 impl AppState {
@@ -150,6 +153,12 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(signatures::sign))
         .routes(routes!(signatures::sign_own))
         .routes(routes!(paymaster::sponsorships))
+        .routes(routes!(operations::prepare))
+        .routes(routes!(operations::prepare_own))
+        .routes(routes!(operations::submit))
+        .routes(routes!(operations::submit_own))
+        .routes(routes!(operations::status))
+        .routes(routes!(operations::status_own))
         .split_for_parts();
     let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
     api.route("/openapi.json", get(move || openapi(document.clone())))

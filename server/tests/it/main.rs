@@ -12,6 +12,7 @@ mod history;
 mod http;
 mod intake;
 mod keys_cli;
+mod operations;
 mod ops;
 mod paymaster;
 mod replay;

@@ -1,0 +1,162 @@
+//! Operations of custodial wallets on the devnet: prepared (summary, sponsorship, nothing signed),
+//! submitted once under an Idempotency-Key and signed by the HSM owner key, carried by the bundler and
+//! included on-chain; calls sent at once as a batch; the user's own routes; an expired prepared operation,
+//! another user's, the wrong role and malformed calls refused with nothing sent.
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use serde_json::{Value, json};
+
+use crate::devnet::{eventually, start, stop, wait_for_record};
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    record: Value,
+}
+
+impl Api {
+    fn token(&self, name: &str) -> String {
+        self.record["tokens"][name].as_str().unwrap().to_owned()
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.url)).bearer_auth(token);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        self.send("POST", path, token, key, Some(body)).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send("GET", path, token, None, None).await
+    }
+
+    /// Polls `path` until the operation is included; its status.
+    async fn included(&self, path: &str, token: &str) -> Value {
+        eventually(path, || async {
+            let (status, body) = self.get(path, token).await;
+            assert_eq!(status, 200, "{body}");
+            assert_ne!(body["status"], "failed", "{body}");
+            (body["status"] == "included").then_some(body)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start(dir.path());
+    let record = wait_for_record(&mut child, &dir.path().join("devnet.json"));
+    let api = Api { http: reqwest::Client::new(), url: record["api_url"].as_str().unwrap().to_owned(), record };
+    let (app, officer) = (api.token("app"), api.token("officer"));
+    let chain = ProviderBuilder::new().connect_http(api.record["rpc_url"].as_str().unwrap().parse().unwrap());
+    for user in ["op-user", "op-other", "demo-user"] {
+        let (status, body) = api.post("/v1/wallets", &app, Some(&format!("w-{user}")), json!({"user_id": user})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, wallet) = api.get("/v1/wallets/op-user", &app).await;
+    let account: Address = wallet["address"].as_str().unwrap().parse().unwrap();
+    assert!(chain.get_code_at(account).await.unwrap().is_empty(), "counterfactual");
+
+    // Prepared: what it does, sponsored, deploying the account, nothing signed.
+    let recipient = Address::repeat_byte(0x5e);
+    let calls = json!({"calls": [{"to": recipient, "value": "0"}]});
+    let (status, prepared) = api.post("/v1/wallets/op-user/operations/prepare", &app, None, calls.clone()).await;
+    assert_eq!(status, 200, "{prepared}");
+    assert_eq!(prepared["summary"], format!("send to {recipient}"));
+    let op = &prepared["userOp"];
+    assert_eq!(op["sender"].as_str().unwrap().parse::<Address>().unwrap(), account);
+    assert_eq!(op["paymaster"], api.record["contracts"]["PeruriPaymasterV07"], "{op}");
+    assert!(op["factory"].is_string(), "initCode while counterfactual: {op}");
+    assert_eq!(op["signature"], "0x", "not signed yet");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(prepared["expiresAt"].as_u64().unwrap() > now);
+    let hash = prepared["userOpHash"].as_str().unwrap().to_owned();
+    let status_path = format!("/v1/wallets/op-user/operations/{hash}");
+    assert_eq!(api.get(&status_path, &app).await.1["status"], "prepared");
+
+    // Submitted once: the same key replays the answer, another key sends nothing new.
+    let id = json!({"prepared": prepared["id"]});
+    let (status, submitted) = api.post("/v1/wallets/op-user/operations", &app, Some("s-1"), id.clone()).await;
+    assert_eq!(status, 202, "{submitted}");
+    assert_eq!(submitted, json!({"userOpHash": hash, "status": "pending"}));
+    assert_eq!(
+        api.post("/v1/wallets/op-user/operations", &app, Some("s-1"), id.clone()).await,
+        (202, submitted.clone())
+    );
+    assert_eq!(api.post("/v1/wallets/op-user/operations", &app, Some("s-2"), id.clone()).await.0, 202);
+    let included = api.included(&status_path, &app).await;
+    assert_eq!(included["success"], true, "{included}");
+    assert!(included["txHash"].is_string(), "{included}");
+    assert!(!chain.get_code_at(account).await.unwrap().is_empty(), "deployed by its first operation");
+    let dump = json!({"jsonrpc": "2.0", "id": 1, "method": "debug_bundler_dumpMempool",
+        "params": [api.record["contracts"]["EntryPointV07"]]});
+    let rpc = api.http.post(format!("{}/rpc", api.url)).json(&dump).send().await.unwrap();
+    assert_eq!(rpc.json::<Value>().await.unwrap()["result"], json!([]), "nothing sent twice");
+
+    // Calls sent at once: a batch of two, included.
+    let batch = json!({"calls": [{"to": recipient}, {"to": Address::repeat_byte(0x5f), "data": "0x"}]});
+    let (status, sent) = api.post("/v1/wallets/op-user/operations", &app, Some("s-3"), batch).await;
+    assert_eq!(status, 202, "{sent}");
+    let path = format!("/v1/wallets/op-user/operations/{}", sent["userOpHash"].as_str().unwrap());
+    assert_eq!(api.included(&path, &app).await["success"], true);
+
+    // The user's own routes.
+    let user = api.token("user");
+    let (status, own) = api.post("/wallet/operations/prepare", &user, None, calls.clone()).await;
+    assert_eq!(status, 200, "{own}");
+    let (status, sent) = api.post("/wallet/operations", &user, Some("u-1"), json!({"prepared": own["id"]})).await;
+    assert_eq!(status, 202, "{sent}");
+    let path = format!("/wallet/operations/{}", sent["userOpHash"].as_str().unwrap());
+    assert_eq!(api.included(&path, &user).await["success"], true);
+    assert_eq!(api.get(&status_path, &user).await.0, 403, "a user reads only under /wallet");
+
+    // Refused, nothing sent: another user's prepared operation, the wrong role, malformed calls, no key,
+    // no wallet, an expired prepared operation.
+    let (_, theirs) = api.post("/v1/wallets/op-user/operations/prepare", &app, None, calls.clone()).await;
+    let stolen = json!({"prepared": theirs["id"]});
+    assert_eq!(api.post("/v1/wallets/op-other/operations", &app, Some("x-1"), stolen).await.0, 404);
+    assert_eq!(
+        api.get(&format!("/v1/wallets/op-other/operations/{}", theirs["userOpHash"].as_str().unwrap()), &app).await.0,
+        404
+    );
+    assert_eq!(api.post("/v1/wallets/op-user/operations/prepare", &officer, None, calls.clone()).await.0, 403);
+    assert_eq!(api.post("/v1/wallets/op-user/operations", &officer, Some("x-2"), calls.clone()).await.0, 403);
+    let (status, body) = api.post("/v1/wallets/op-user/operations/prepare", &app, None, json!({"calls": []})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_calls")), "{body}");
+    let bad_to = json!({"calls": [{"to": "0x12"}]});
+    assert_eq!(api.post("/v1/wallets/op-user/operations/prepare", &app, None, bad_to).await.0, 400);
+    assert_eq!(api.post("/v1/wallets/op-user/operations", &app, None, json!({"prepared": theirs["id"]})).await.0, 400);
+    assert_eq!(api.post("/v1/wallets/nobody/operations/prepare", &app, None, calls.clone()).await.0, 404);
+
+    let db = custody_db::connect_pool(api.record["database_url"].as_str().unwrap()).await.unwrap();
+    sqlx::query("UPDATE operations_prepared SET expires_at = 0 WHERE id = $1")
+        .bind(theirs["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    let (status, body) =
+        api.post("/v1/wallets/op-user/operations", &app, Some("x-3"), json!({"prepared": theirs["id"]})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (410, Some("operation_expired")), "{body}");
+    let expired = format!("/v1/wallets/op-user/operations/{}", theirs["userOpHash"].as_str().unwrap());
+    assert_eq!(api.get(&expired, &app).await.1["status"], "expired");
+    stop(child);
+}
