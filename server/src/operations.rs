@@ -233,8 +233,16 @@ pub(crate) fn summary(calls: &[Call], ptkn: Option<Address>) -> String {
     described.join("; ")
 }
 
+/// ERC-20 `transfer(address,uint256)`.
+const TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
+
+/// The call data of a PTKN (ERC-20) transfer of `units` base units to `to`.
+pub(crate) fn ptkn_transfer(to: Address, units: U256) -> Bytes {
+    use alloy::sol_types::SolValue;
+    [&TRANSFER[..], &(to, units).abi_encode_params()].concat().into()
+}
+
 fn describe(call: &Call, ptkn: Option<Address>) -> String {
-    const TRANSFER: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
     if Some(call.to) == ptkn && call.value.is_zero() && call.data.len() == 68 && call.data[..4] == TRANSFER {
         let to = Address::from_slice(&call.data[16..36]);
         let amount = U256::from_be_slice(&call.data[36..68]);
@@ -276,22 +284,17 @@ fn not_executable(reason: &str) -> ApiError {
 mod tests {
     use super::*;
 
-    fn transfer(to: Address, amount: U256) -> Bytes {
-        use alloy::sol_types::SolValue;
-        [&[0xa9, 0x05, 0x9c, 0xbb][..], &(to, amount).abi_encode_params()].concat().into()
-    }
-
     #[test]
     fn summaries_name_what_each_call_does() {
         let ptkn = Address::repeat_byte(0x70);
         let bob = Address::repeat_byte(0xb0);
         let ten = U256::from(10u64) * U256::from(10u64).pow(U256::from(18));
         let calls = [
-            Call { to: ptkn, value: U256::ZERO, data: transfer(bob, ten) },
+            Call { to: ptkn, value: U256::ZERO, data: ptkn_transfer(bob, ten) },
             Call {
                 to: ptkn,
                 value: U256::ZERO,
-                data: transfer(bob, U256::from(15u64) * U256::from(10u64).pow(U256::from(17))),
+                data: ptkn_transfer(bob, U256::from(15u64) * U256::from(10u64).pow(U256::from(17))),
             },
             Call { to: bob, value: U256::from(7), data: Bytes::new() },
             Call { to: bob, value: U256::ZERO, data: Bytes::from_static(&[0x12, 0x34, 0x56, 0x78, 0x9a]) },

@@ -159,6 +159,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(operations::submit_own))
         .routes(routes!(operations::status))
         .routes(routes!(operations::status_own))
+        .routes(routes!(operations::transfer))
         .split_for_parts();
     let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
     api.route("/openapi.json", get(move || openapi(document.clone())))

@@ -233,6 +233,90 @@ fn enabled(state: &AppState) -> Result<(), ApiError> {
     Err(ApiError::not_found("operations_unconfigured", "wallet operations need [bundler] and [chain] rpc_url here"))
 }
 
+/// `{"to_user_id", "amount"}` (another user's wallet) or `{"to", "amount"}` (an address); `amount` in
+/// whole PTKN, a decimal string or an integer.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum TransferRequest {
+    ToUser(TransferToUser),
+    ToAddress(TransferToAddress),
+}
+
+/// A transfer to another user's wallet.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransferToUser {
+    #[schema(value_type = UserId)]
+    to_user_id: String,
+    #[schema(value_type = super::amount::Amount)]
+    amount: serde_json::Value,
+}
+
+/// A transfer to an address.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransferToAddress {
+    #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
+    to: String,
+    #[schema(value_type = super::amount::Amount)]
+    amount: serde_json::Value,
+}
+
+/// `POST /v1/wallets/{user_id}/tokens/transfer` (app): a PTKN transfer from the user's account.
+#[utoipa::path(
+    post, path = "/v1/wallets/{user_id}/tokens/transfer", tag = "wallets", security(("bearer" = [])),
+    description = "Role app. Transfers PTKN from the user's account to another user's wallet or an address: an \
+        operation of the account (prepared, signed by the owner key, sponsored) like POST …/operations with the \
+        PTKN transfer call. 404 for an unknown recipient.",
+    params(("user_id" = UserId, Path), IdempotencyKey), request_body = TransferRequest,
+    responses((status = 202, description = "In the bundler's mempool.", body = Submitted), Writes),
+)]
+pub(super) async fn transfer(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    body: Result<Json<TransferRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::App)?;
+    let key = idempotency::key(&headers)?;
+    enabled(&state)?;
+    let Json(req) = match body {
+        Ok(json) => json,
+        Err(JsonRejection::JsonDataError(_)) => {
+            let why = "give {\"to_user_id\", \"amount\"} or {\"to\": \"0x…\", \"amount\"}";
+            return Err(ApiError::bad_request("invalid_body", why));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let (amount, recipient, named) = match &req {
+        TransferRequest::ToUser(r) => {
+            let wallet = state.wallets()?.get(&r.to_user_id).await.map_err(super::wallets::accounts_error)?;
+            let wallet =
+                wallet.ok_or_else(|| ApiError::not_found("recipient_not_found", "no wallet for to_user_id"))?;
+            (&r.amount, wallet.address, json!({"to_user_id": r.to_user_id}))
+        }
+        TransferRequest::ToAddress(r) => {
+            let to: Address =
+                r.to.parse()
+                    .map_err(|_| ApiError::bad_request("invalid_to", "to must be a 0x address of 40 hex digits"))?;
+            (&r.amount, to, json!({"to": to}))
+        }
+    };
+    let amount = super::amount::whole("amount", amount, state.max_amount)?;
+    let ptkn = state.deployment.as_ref().map(|d| d.contracts.peruri_token);
+    let ptkn = ptkn.ok_or_else(|| ApiError::unavailable(&"no deployment: PTKN unknown"))?;
+    let units = U256::from(amount) * U256::from(10u64).pow(U256::from(18));
+    let data = operations::ptkn_transfer(recipient, units);
+    let call = CallRequest { to: ptkn.to_string(), value: None, data: Some(data.to_string()) };
+    let calls = SubmitRequest::Calls(PrepareRequest { calls: vec![call], policy: None });
+    let fp = idempotency::fingerprint(
+        "POST /v1/wallets/{user_id}/tokens/transfer",
+        &json!({"user_id": user_id, "recipient": named, "amount": amount}),
+    );
+    send(&state, &caller, &headers, (&user_id, &key, &fp), &calls).await
+}
+
 async fn prepare_for(
     state: &AppState,
     caller: &Caller,
@@ -272,9 +356,21 @@ async fn submit_for(
         "POST /v1/wallets/{user_id}/operations",
         &json!({"user_id": user_id, "request": serde_json::to_value(&req).unwrap_or_default()}),
     );
-    idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
+    send(state, caller, headers, (user_id, &key, &fp), &req).await
+}
+
+/// Prepares (for calls) and submits `req` of `user_id`'s wallet once per Idempotency-Key `key` and
+/// fingerprint `fp`.
+async fn send(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    (user_id, key, fp): (&str, &str, &str),
+    req: &SubmitRequest,
+) -> Result<Response, ApiError> {
+    idempotency::once(&state.pool, &caller.sub, key, fp, || async {
         let wallet = custodial(state, user_id).await?;
-        let id = match &req {
+        let id = match req {
             SubmitRequest::Prepared(r) => r.prepared.clone(),
             SubmitRequest::Calls(calls) => prepare_for(state, caller, headers, user_id, calls).await?.id,
         };

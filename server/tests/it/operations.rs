@@ -3,8 +3,9 @@
 //! included on-chain; calls sent at once as a batch; the user's own routes; an expired prepared operation,
 //! another user's, the wrong role and malformed calls refused with nothing sent.
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
+use custody_contracts::bindings::peruri_token::PeruriToken;
 use serde_json::{Value, json};
 
 use crate::devnet::{eventually, start, stop, wait_for_record};
@@ -118,6 +119,29 @@ async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
     assert_eq!(status, 202, "{sent}");
     let path = format!("/v1/wallets/op-user/operations/{}", sent["userOpHash"].as_str().unwrap());
     assert_eq!(api.included(&path, &app).await["success"], true);
+
+    // A PTKN transfer to another user, from the tokens the mirror minted to the account.
+    let ptkn: Address = api.record["contracts"]["PeruriToken"].as_str().unwrap().parse().unwrap();
+    let token = PeruriToken::new(ptkn, chain.clone());
+    let (_, other) = api.get("/v1/wallets/op-other", &app).await;
+    let other: Address = other["address"].as_str().unwrap().parse().unwrap();
+    let mint = json!({"userId": "op-user", "amount": "10", "reason": "welcome"});
+    assert!([200, 202].contains(&api.post("/mintToken", &app, Some("m-1"), mint).await.0));
+    let whole = |n: u64| U256::from(n) * U256::from(10u64).pow(U256::from(18));
+    eventually("the mint", || async { (token.balanceOf(account).call().await.unwrap() == whole(10)).then_some(()) })
+        .await;
+    let transfer = json!({"to_user_id": "op-other", "amount": "3"});
+    let (status, sent) = api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-1"), transfer.clone()).await;
+    assert_eq!(status, 202, "{sent}");
+    assert_eq!(api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-1"), transfer).await, (202, sent.clone()));
+    let path = format!("/v1/wallets/op-user/operations/{}", sent["userOpHash"].as_str().unwrap());
+    assert_eq!(api.included(&path, &app).await["success"], true);
+    assert_eq!(token.balanceOf(other).call().await.unwrap(), whole(3), "moved once");
+    assert_eq!(token.balanceOf(account).call().await.unwrap(), whole(7));
+    let nobody = json!({"to_user_id": "nobody", "amount": "1"});
+    assert_eq!(api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-2"), nobody).await.0, 404);
+    let both = json!({"to_user_id": "op-other", "to": other, "amount": "1"});
+    assert_eq!(api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-3"), both).await.0, 400);
 
     // The user's own routes.
     let user = api.token("user");
