@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod estimate;
 mod metrics;
+pub mod node;
 mod pool;
 mod receipts;
 mod reputation;

@@ -247,6 +247,17 @@ async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Val
             let hash: B256 = params.get(0, "userOpHash")?;
             to_json(bundler.user_operation_by_hash(hash).await?)
         }
+        "rundler_maxPriorityFeePerGas" => to_json(bundler.gas_prices().await?.slow.max_priority_fee_per_gas),
+        "pimlico_getUserOperationGasPrice" => to_json(bundler.gas_prices().await?),
+        "debug_bundler_getStakeStatus" => {
+            let address: Address = params.get(0, "address")?;
+            let entry_point: Address = params.get(1, "entryPoint")?;
+            to_json(bundler.stake_status(address, entry_point).await?)
+        }
+        read if crate::node::READ_METHODS.contains(&read) => bundler
+            .node_read(read, params.0)
+            .await
+            .map_err(|e| RpcError { code: e.code, message: e.message, data: e.data }),
         "rundler_getUserOperationStatus" => {
             let hash: B256 = params.get(0, "userOpHash")?;
             to_json(bundler.user_operation_status(hash).await?)

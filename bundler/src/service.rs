@@ -237,6 +237,16 @@ impl Bundler {
         if packed.is_eip7702() {
             return Err(self.eip7702_refusal());
         }
+        if op.max_gas() > self.config.max_bundle_gas {
+            return Err(ValidationError::new(
+                RpcErrorCode::InvalidParams,
+                format!(
+                    "the operation's gas limits add up to {}, over max_bundle_gas {}: it could never be bundled",
+                    op.max_gas(),
+                    self.config.max_bundle_gas
+                ),
+            ));
+        }
         let hash = packed.hash(version, version.address(), self.chain_id);
         let replaces = match self.mempool.precheck(version, hash, &op).await? {
             Precheck::Known => return Ok(hash),

@@ -114,7 +114,7 @@ impl Sender {
     }
 
     /// Current fees: zero on a zero-base-fee chain (the production one), else the node's EIP-1559 estimate.
-    pub(crate) async fn fees(&self) -> Result<(u128, u128), Error> {
+    pub async fn fees(&self) -> Result<(u128, u128), Error> {
         let latest = self
             .provider
             .get_block_by_number(BlockNumberOrTag::Latest)

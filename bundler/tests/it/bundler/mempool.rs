@@ -135,6 +135,22 @@ async fn a_dropped_operation_can_be_sent_again_unchanged() {
     assert_eq!(wait_receipt(&bundler, hash).await["success"], json!(true));
 }
 
+/// An operation whose limits could never fit a bundle is refused at admission, not kept forever.
+#[tokio::test]
+async fn an_operation_too_big_for_any_bundle_is_refused() {
+    let env = env(Engine::Sqlite).await;
+    let config = custody_bundler::BundlerConfig { max_bundle_gas: 1_000_000, ..env.config(BundlingMode::Manual) };
+    let bundler = env.bundler_with(&env.keys.db, config).await;
+    let call = account::execute(random_address(), U256::ZERO, Bytes::new());
+    let mut op = env.peruri_op(V, env.owner.address(), 0, call).await;
+    op.call_gas_limit = U256::from(900_000);
+    let op = env.sign(V, op, &env.owner).await;
+    let (code, message) = err(&bundler, "eth_sendUserOperation", json!([op, V.address()])).await;
+    assert_eq!(code, RpcErrorCode::InvalidParams.code());
+    assert!(message.contains("could never be bundled") && message.contains("1000000"), "{message}");
+    assert_eq!(ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await, json!([]));
+}
+
 #[tokio::test]
 async fn a_failing_operation_is_dropped_with_its_reason_and_the_rest_is_bundled() {
     let env = env(Engine::Sqlite).await;

@@ -81,3 +81,46 @@ async fn a_staked_paymaster_or_factory_is_not_held_to_the_unstaked_entity_limit(
     }
     assert_eq!(pending(&bundler).await as u64, 2 * (over - 1) + 2 * over);
 }
+
+/// For clients that send everything to the bundler URL: read-only node methods pass through (others are
+/// -32601), fees come in Pimlico's and rundler's shapes (zero on this zero-fee chain), and an entity's
+/// stake is reported against the configured minimums.
+#[tokio::test]
+async fn node_reads_fee_suggestions_and_stake_status() {
+    use alloy::providers::Provider;
+    let env = env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let node = env.provider.get_block_number().await.expect("block number");
+    let block: alloy::primitives::U64 =
+        serde_json::from_value(ok(&bundler, "eth_blockNumber", json!([])).await).expect("a quantity");
+    assert_eq!(block.to::<u64>(), node);
+    let code = ok(&bundler, "eth_getCode", json!([V.address(), "latest"])).await;
+    assert!(code.as_str().is_some_and(|c| c.len() > 2), "the EntryPoint's code: {code}");
+    assert_eq!(err(&bundler, "eth_sendRawTransaction", json!(["0x00"])).await.0, -32601, "not a read");
+    let (code, message) = err(&bundler, "eth_getBalance", json!(["not an address", "latest"])).await;
+    assert_ne!(code, -32601, "the node's own error, passed on: {message}");
+
+    let zero = json!({"maxFeePerGas": "0x0", "maxPriorityFeePerGas": "0x0"});
+    assert_eq!(
+        ok(&bundler, "pimlico_getUserOperationGasPrice", json!([])).await,
+        json!({"slow": zero, "standard": zero, "fast": zero})
+    );
+    assert_eq!(ok(&bundler, "rundler_maxPriorityFeePerGas", json!([])).await, json!("0x0"));
+
+    let unstaked = entity(&env, "ValidAccount", false).await;
+    let staked = entity(&env, "ValidAccount", true).await;
+    let status = |address: Address| {
+        let bundler = bundler.clone();
+        async move { ok(&bundler, "debug_bundler_getStakeStatus", json!([address, V.address()])).await }
+    };
+    let none = status(unstaked).await;
+    assert_eq!(
+        none,
+        json!({"stakeInfo": {"addr": unstaked, "stake": "0x0", "unstakeDelaySec": "0x0"}, "isStaked": false})
+    );
+    let config = env.simulator().config().clone();
+    let some = status(staked).await;
+    assert_eq!(some["isStaked"], true, "{some}");
+    assert_eq!(some["stakeInfo"]["stake"], json!(config.min_stake));
+    assert_eq!(some["stakeInfo"]["unstakeDelaySec"], json!(U256::from(config.min_unstake_delay)));
+}
