@@ -40,6 +40,14 @@ impl WriteGate {
             None => None,
         }
     }
+
+    /// A write transaction on `pool` (take [`Self::turn`] first). On SQLite it is `BEGIN IMMEDIATE`: the
+    /// write lock is taken at BEGIN, where the busy timeout applies. A deferred transaction that reads
+    /// first and then finds the lock held (say by a dropped write whose rollback is still running) fails
+    /// at once with "database is locked" instead.
+    pub async fn begin(&self, pool: &AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.takes_turns() { pool.begin_with("BEGIN IMMEDIATE").await } else { pool.begin().await }
+    }
 }
 
 #[cfg(test)]

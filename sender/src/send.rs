@@ -46,9 +46,9 @@ impl Prepared {
 /// its own writes to; nothing is kept unless it commits.
 #[derive(Debug)]
 pub struct Write {
-    _turn: Option<OwnedMutexGuard<()>>,
-    /// The database transaction.
+    /// The database transaction (declared first: dropped, it starts its rollback before the turn ends).
     pub db: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
 }
 
 impl Write {
@@ -130,7 +130,7 @@ impl Sender {
     /// Begins a write: the caller records sends in it beside its own writes, then commits.
     pub async fn begin(&self) -> Result<Write, Error> {
         let turn = self.gate.turn().await;
-        Ok(Write { _turn: turn, db: self.pool.begin().await.map_err(Error::db("begin"))? })
+        Ok(Write { db: self.gate.begin(&self.pool).await.map_err(Error::db("begin"))?, _turn: turn })
     }
 
     /// Records `prepared` under `id` in `write`: the key's next nonce, the transaction signed by `key`
