@@ -50,9 +50,22 @@ contract PeruriLog is AccessControl {
     }
 
     /// Whether `leaf` (already hashed: keccak256(bytes.concat(keccak256(abi.encode(values))))) belongs to
-    /// the batch, given its merkle `proof`. False for an unknown batch.
-    function verify(bytes32 batchId, bytes32[] calldata proof, bytes32 leaf) external view returns (bool) {
+    /// the batch, given its merkle `proof`. False for an unknown batch. An inner node of the tree with a
+    /// shortened proof passes too: to check an activity, use `verifyActivity`, which hashes its values.
+    function verify(bytes32 batchId, bytes32[] calldata proof, bytes32 leaf) public view returns (bool) {
         bytes32 root = _batches[batchId].root;
         return root != bytes32(0) && MerkleProof.verifyCalldata(proof, root, leaf);
+    }
+
+    /// Whether the activity (`id`, `kind`, `occurredAt`, as `GET /activity/{id}` shows them) belongs to the
+    /// batch: its leaf is hashed here from the values, so nothing but a real leaf can pass.
+    function verifyActivity(
+        bytes32 batchId,
+        bytes32[] calldata proof,
+        bytes32 id,
+        string calldata kind,
+        uint64 occurredAt
+    ) external view returns (bool) {
+        return verify(batchId, proof, keccak256(bytes.concat(keccak256(abi.encode(id, kind, occurredAt)))));
     }
 }

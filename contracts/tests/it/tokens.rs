@@ -229,3 +229,37 @@ async fn plog_anchors_once_and_verifies_proofs() {
     anchorer.anchor(single, one.root(), 1, String::new()).send().await.unwrap().get_receipt().await.unwrap();
     assert!(anchorer.verify(single, vec![], leaves[0]).call().await.unwrap());
 }
+
+/// `verify` takes a hashed leaf, so an inner node with a shortened proof passes it; `verifyActivity` hashes
+/// the activity's values itself, so only a real activity passes, and other values are refused.
+#[tokio::test]
+async fn plog_verifies_an_activity_from_its_values_and_never_an_inner_node() {
+    let env = env_with_roles().await;
+    let anchorer = PeruriLog::new(env.deployment.contracts.peruri_log, as_account(&env, 2));
+    let activities: Vec<(B256, String, u64)> =
+        (1..=4u8).map(|i| (B256::repeat_byte(i), "attendance".to_owned(), 1_700_000_000 + u64::from(i))).collect();
+    let leaves: Vec<B256> = activities
+        .iter()
+        .map(|(id, kind, at)| keccak256(keccak256((*id, kind.clone(), *at).abi_encode_params())))
+        .collect();
+    let tree = StandardMerkleTree::new(leaves.clone());
+    let batch = crate::setup::random_b256();
+    anchorer.anchor(batch, tree.root(), 4, String::new()).send().await.unwrap().get_receipt().await.unwrap();
+
+    for ((id, kind, at), leaf) in activities.iter().zip(&leaves) {
+        let proof = tree.proof(*leaf);
+        assert!(anchorer.verifyActivity(batch, proof.clone(), *id, kind.clone(), *at).call().await.unwrap());
+        let other_kind = anchorer.verifyActivity(batch, proof.clone(), *id, "milestone".to_owned(), *at);
+        assert!(!other_kind.call().await.unwrap(), "another type");
+        assert!(
+            !anchorer.verifyActivity(batch, proof, *id, kind.clone(), at + 1).call().await.unwrap(),
+            "another time"
+        );
+    }
+    // Four leaves: a leaf's proof is [sibling, uncle]; the pair's node with [uncle] passes bare `verify`.
+    let proof = tree.proof(leaves[0]);
+    let inner = hash_pair(leaves[0], proof[0]);
+    assert!(anchorer.verify(batch, proof[1..].to_vec(), inner).call().await.unwrap(), "the weakness verify has");
+    let as_activity = anchorer.verifyActivity(batch, proof[1..].to_vec(), inner, String::new(), 0);
+    assert!(!as_activity.call().await.unwrap(), "no activity's values hash to an inner node");
+}

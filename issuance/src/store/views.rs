@@ -42,6 +42,9 @@ pub struct ActivityView {
     pub batch_id: Option<String>,
     /// The batch's merkle root.
     pub merkle_root: Option<String>,
+    /// When it happened, Unix seconds: the integer its leaf commits to. On-chain,
+    /// `PLOG.verifyActivity(batchId, proof, id, type, occurredAt)` checks the activity from its values.
+    pub occurred_at: u64,
     /// The activity's leaf.
     pub leaf: Option<String>,
     /// The leaf's merkle proof.
@@ -202,7 +205,8 @@ impl Store {
     /// The activity `id` as the API shows it.
     pub(crate) async fn view(&self, id: &str) -> Result<Option<ActivityView>, Error> {
         let row = sqlx::query(
-            "SELECT a.id, a.status, a.kind, a.batch_id, a.leaf, a.proof, a.error, b.root FROM issuance_activities a \
+            "SELECT a.id, a.status, a.kind, a.occurred_at, a.batch_id, a.leaf, a.proof, a.error, b.root \
+             FROM issuance_activities a \
              LEFT JOIN issuance_batches b ON b.id = a.batch_id WHERE a.id = $1",
         )
         .bind(id)
@@ -268,6 +272,11 @@ impl Store {
             block_number: block.and_then(|b| u64::try_from(b).ok()),
             batch_id,
             merkle_root: text("root")?,
+            occurred_at: row
+                .try_get::<i64, _>("occurred_at")
+                .map_err(Error::db("decode activity"))?
+                .try_into()
+                .unwrap_or(0),
             leaf: text("leaf")?,
             proof,
             issued,

@@ -44,6 +44,9 @@ async fn check_proof(env: &Env, view: &ActivityView, occurred_at: i64) {
     let plog = PeruriLog::new(env.deployment.contracts.peruri_log, env.provider.clone());
     let batch: B256 = view.batch_id.as_deref().unwrap().parse().unwrap();
     assert!(plog.verify(batch, proof.clone(), leaf).call().await.unwrap(), "PLOG.verify accepts the proof");
+    assert_eq!(view.occurred_at, occurred_at as u64, "the view carries the leaf's values");
+    let from_values = plog.verifyActivity(batch, proof.clone(), id, view.kind.clone(), view.occurred_at);
+    assert!(from_values.call().await.unwrap(), "PLOG.verifyActivity accepts the activity from its values");
     assert_eq!(plog.getBatch(batch).call().await.unwrap().root, root);
     assert!(!plog.verify(batch, proof, B256::repeat_byte(1)).call().await.unwrap());
 }

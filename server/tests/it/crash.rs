@@ -95,7 +95,10 @@ async fn sqlite_a_sigkill_at_every_step_confirms_once_and_mints_once() {
             view["proof"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().parse().unwrap()).collect();
         assert!(verify(root, leaf, &proof), "{user}");
         assert_eq!(plog.getBatch(batch).call().await.unwrap().root, root, "{user}: the root is anchored");
-        assert!(plog.verify(batch, proof, leaf).call().await.unwrap(), "{user}: PLOG accepts the proof");
+        assert!(plog.verify(batch, proof.clone(), leaf).call().await.unwrap(), "{user}: PLOG accepts the proof");
+        let at = view["occurredAt"].as_u64().unwrap();
+        let from_values = plog.verifyActivity(batch, proof, id, view["type"].as_str().unwrap().to_owned(), at);
+        assert!(from_values.call().await.unwrap(), "{user}: PLOG.verifyActivity accepts the API's values");
     }
     assert_eq!(mints.values().sum::<usize>(), POINTS.len(), "no other mint: {mints:?}");
     s.stop();
