@@ -34,6 +34,13 @@ impl Hardfork {
         matches!(self, Self::Prague)
     }
 
+    /// The last core precompile (0x01 up to it): 0x0a on Cancun (KZG point evaluation), 0x11 on Prague
+    /// (BLS12-381).
+    pub const fn last_core_precompile(self) -> u64 {
+        // Prague adds BLS12-381 (EIP-2537, 0x0b–0x11) to Cancun's 0x01–0x0a.
+        if matches!(self, Self::Prague) { 0x11 } else { 0x0a }
+    }
+
     /// Its name in the configuration.
     pub const fn as_str(self) -> &'static str {
         match self {

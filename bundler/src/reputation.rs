@@ -26,8 +26,6 @@ pub const BAN_SLACK: u64 = 50;
 pub const SAME_SENDER_MEMPOOL_COUNT: usize = 4;
 /// ERC-7562 `SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT`.
 pub const SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT: u64 = 10;
-/// ERC-7562 `INCLUSION_RATE_FACTOR`.
-pub const INCLUSION_RATE_FACTOR: u64 = 10;
 /// ERC-7562 `MAX_OPS_ALLOWED_UNSTAKED_ENTITY`.
 pub const MAX_OPS_ALLOWED_UNSTAKED_ENTITY: u64 = 10_000;
 /// ERC-7562 `THROTTLED_ENTITY_MEMPOOL_COUNT`.
@@ -68,12 +66,13 @@ impl Reputation {
         }
     }
 
-    /// UREP-020: live operations allowed for an unstaked factory or paymaster.
+    /// UREP-020: live operations allowed for an unstaked paymaster (and, stricter than the ERC, an
+    /// unstaked factory): `SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT + inclusionRate * min(opsIncluded,
+    /// MAX_OPS_ALLOWED_UNSTAKED_ENTITY)`, `inclusionRate = opsIncluded / opsSeen` (rounded down at the end).
     pub fn unstaked_entity_allowance(&self) -> u64 {
-        let inclusion_rate = self.ops_included.checked_div(self.ops_seen).unwrap_or(0);
-        SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT
-            + inclusion_rate * INCLUSION_RATE_FACTOR
-            + self.ops_included.min(MAX_OPS_ALLOWED_UNSTAKED_ENTITY)
+        let capped = u128::from(self.ops_included.min(MAX_OPS_ALLOWED_UNSTAKED_ENTITY));
+        let earned = (u128::from(self.ops_included) * capped).checked_div(u128::from(self.ops_seen)).unwrap_or(0);
+        SAME_UNSTAKED_ENTITY_MEMPOOL_COUNT.saturating_add(u64::try_from(earned).unwrap_or(u64::MAX))
     }
 
     /// The counters after `hours` hourly decays.
@@ -210,7 +209,12 @@ mod tests {
     #[test]
     fn unstaked_allowance() {
         assert_eq!(rep(0, 0).unstaked_entity_allowance(), 10);
-        assert_eq!(rep(100, 100).unstaked_entity_allowance(), 10 + 10 + 100);
-        assert_eq!(rep(1_000_000, 50_000).unstaked_entity_allowance(), 10 + 10_000);
+        // inclusionRate 1 × min(100, 10,000).
+        assert_eq!(rep(100, 100).unstaked_entity_allowance(), 10 + 100);
+        // inclusionRate 0.05 × min(50,000, 10,000) = 500.
+        assert_eq!(rep(1_000_000, 50_000).unstaked_entity_allowance(), 10 + 500);
+        // inclusionRate 0.5 × 3, rounded down.
+        assert_eq!(rep(6, 3).unstaked_entity_allowance(), 10 + 1);
+        assert_eq!(rep(u64::MAX, u64::MAX).unstaked_entity_allowance(), 10 + 10_000);
     }
 }

@@ -195,8 +195,14 @@ impl Simulator {
     ) -> Result<(Simulated, Option<Tracer>), ValidationError> {
         let data: Bytes = simulateValidationCall { userOp: op.clone() }.abi_encode().into();
         let parties = Self::parties(op, version);
-        let (block, run, tracer) =
-            self.run(version, data, StateOverride::default(), traced.then(|| Tracer::new(parties))).await?;
+        let (block, run, tracer) = self
+            .run(
+                version,
+                data,
+                StateOverride::default(),
+                traced.then(|| Tracer::new(parties, self.inner.config.hardfork)),
+            )
+            .await?;
         covers_base_fee(op, &block)?;
         let result = match &run.result {
             ExecutionResult::Success { output, .. } => simulateValidationCall::abi_decode_returns(output.data())

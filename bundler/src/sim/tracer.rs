@@ -19,12 +19,19 @@ use revm::interpreter::{
     CallInputs, CallOutcome, CreateInputs, CreateOutcome, CreateScheme, InstructionResult, Interpreter,
 };
 
+use crate::config::Hardfork;
 use crate::validation::Entity;
 
 /// `depositTo(address)`.
 const DEPOSIT_TO: [u8; 4] = [0xb7, 0x60, 0xfa, 0xf9];
-/// Precompiles an entity may call (OP-062): the core ones 0x01..=0x09 and RIP-7212 P-256 (0x100).
+/// RIP-7212 P-256 verification, allowed beside the core precompiles (OP-062).
 const P256_VERIFY: u64 = 0x100;
+
+/// OP-062: whether an entity may call precompile `n` on a chain at `hardfork`: the core ones (none of
+/// them reads state or the environment) and P-256.
+fn precompile_allowed(n: U256, hardfork: Hardfork) -> bool {
+    n >= U256::from(1) && n <= U256::from(hardfork.last_core_precompile()) || n == U256::from(P256_VERIFY)
+}
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +72,8 @@ struct Frame {
 #[derive(Debug)]
 pub(crate) struct Tracer {
     parties: Parties,
+    /// The chain's hardfork: which precompiles exist (OP-062).
+    hardfork: Hardfork,
     frames: Vec<Frame>,
     gas_pending: bool,
     create2_seen: bool,
@@ -86,9 +95,10 @@ pub(crate) struct Tracer {
 }
 
 impl Tracer {
-    pub(crate) fn new(parties: Parties) -> Self {
+    pub(crate) fn new(parties: Parties, hardfork: Hardfork) -> Self {
         Self {
             parties,
+            hardfork,
             frames: Vec::new(),
             gas_pending: false,
             create2_seen: false,
@@ -148,7 +158,7 @@ impl Tracer {
         let code_address = inputs.bytecode_address;
         if inputs.known_bytecode.1.is_empty() {
             let n = U256::from_be_slice(code_address.as_slice());
-            if n >= U256::from(1) && n <= U256::from(9) || n == U256::from(P256_VERIFY) {
+            if precompile_allowed(n, self.hardfork) {
                 return;
             }
             if n <= U256::from(0xffff) {
@@ -332,5 +342,25 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
             }
         }
         self.exit(*outcome.instruction_result());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_062_allows_the_hardforks_core_precompiles_and_p256() {
+        let allowed = |n: u64, fork| precompile_allowed(U256::from(n), fork);
+        for n in 1..=0x0a {
+            assert!(allowed(n, Hardfork::Cancun) && allowed(n, Hardfork::Prague), "{n:#x}");
+        }
+        for n in 0x0b..=0x11 {
+            assert!(!allowed(n, Hardfork::Cancun) && allowed(n, Hardfork::Prague), "BLS12-381 {n:#x}: Prague only");
+        }
+        assert!(allowed(0x100, Hardfork::Cancun) && allowed(0x100, Hardfork::Prague), "P-256");
+        for n in [0, 0x12, 0xff, 0x101, 0xffff] {
+            assert!(!allowed(n, Hardfork::Cancun) && !allowed(n, Hardfork::Prague), "{n:#x}");
+        }
     }
 }

@@ -42,9 +42,6 @@ pub struct ActivityView {
     pub batch_id: Option<String>,
     /// The batch's merkle root.
     pub merkle_root: Option<String>,
-    /// When it happened, Unix seconds: the integer its leaf commits to. On-chain,
-    /// `PLOG.verifyActivity(batchId, proof, id, type, occurredAt)` checks the activity from its values.
-    pub occurred_at: u64,
     /// The activity's leaf.
     pub leaf: Option<String>,
     /// The leaf's merkle proof.
@@ -53,6 +50,9 @@ pub struct ActivityView {
     pub issued: Vec<IssuedItem>,
     /// Why it failed.
     pub error: Option<String>,
+    /// When it happened, Unix seconds: the integer its leaf commits to. On-chain,
+    /// `PLOG.verifyActivity(batchId, proof, id, type, occurredAt)` checks the activity from its values.
+    pub occurred_at: u64,
 }
 
 /// One activity in a user's history (`GET /v1/wallets/{user_id}/activities`).
