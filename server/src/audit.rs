@@ -97,11 +97,22 @@ const MAX_BATCH: usize = 256;
 /// Attempts at a batch that collides with another writer.
 const ATTEMPTS: u32 = 32;
 
+/// Actions whose completion calls for a checkpoint at once (not at the next interval): what changes who
+/// holds or can use a key, a DID or a policy.
+const SENSITIVE: [&str; 6] = ["did.", "key.", "kek.", "owner.", "export.", "policy."];
+
+/// Whether `action` ending in `outcome` is a sensitive operation done (asked for or refused is not).
+fn is_sensitive(action: &str, outcome: &str) -> bool {
+    SENSITIVE.iter().any(|prefix| action.starts_with(prefix)) && !matches!(outcome, "requested" | "refused")
+}
+
 /// The audit trail on the service database.
 #[derive(Debug, Clone)]
 pub(crate) struct Audit {
     pool: AnyPool,
     writer: mpsc::Sender<Pending>,
+    /// Notified after a sensitive operation is recorded (the checkpointer waits on it).
+    sensitive: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// An entry waiting for the writer, and where its sequence number goes.
@@ -129,7 +140,12 @@ impl Audit {
     pub(crate) fn new(pool: AnyPool) -> Self {
         let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(write_loop(pool.clone(), queue));
-        Self { pool, writer }
+        Self { pool, writer, sensitive: std::sync::Arc::default() }
+    }
+
+    /// Notified once a sensitive operation (a DID, key, KEK, owner, export or policy change) is recorded.
+    pub(crate) fn sensitive(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.sensitive.clone()
     }
 
     /// Appends an entry; an error means it was not written (and the caller must refuse the operation).
@@ -139,7 +155,11 @@ impl Audit {
         let (reply, answer) = oneshot::channel();
         let gone = || AuditError::NotWritten("the audit writer stopped".to_owned());
         self.writer.send(Pending { entry: owned, reply }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let seq = answer.await.map_err(|_| gone())??;
+        if is_sensitive(entry.action, entry.outcome) {
+            self.sensitive.notify_one();
+        }
+        Ok(seq)
     }
 
     /// Recomputes the whole chain; the number of entries, or the first broken one.
@@ -362,6 +382,14 @@ mod tests {
     }
 
     custody_db::on_each_engine!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_writers_keep_one_chain: sqlite_concurrent_writers_keep_one_chain, postgres_concurrent_writers_keep_one_chain);
+
+    #[test]
+    fn sensitive_operations_are_those_done_on_dids_keys_and_policies() {
+        assert!(is_sensitive("did.deactivate", "deactivated"));
+        assert!(is_sensitive("key.rotate", "rotated") && is_sensitive("kek.rotate", "rotated"));
+        assert!(!is_sensitive("did.deactivate", "requested") && !is_sensitive("key.rotate", "refused"));
+        assert!(!is_sensitive("token.mint", "submitted") && !is_sensitive("wallet.sign", "signed"));
+    }
 
     #[test]
     fn hash_depends_on_every_field_and_the_previous_hash() {

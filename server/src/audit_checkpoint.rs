@@ -1,4 +1,4 @@
-//! Audit checkpoints: every `[audit] checkpoint_secs`, the trail's head (sequence number `n`, hash
+//! Audit checkpoints: every `[audit] checkpoint_secs`, and right after a sensitive operation, the trail's head (sequence number `n`, hash
 //! `h`) is anchored in PLOG from the `anchor` key through the transaction sender, as
 //! `anchor(keccak256("peruri:audit:<n>"), r, n, "peruri:audit:<n>")` with the root
 //! `r = keccak256(r_prev ‖ n ‖ h)` chaining the previous checkpoint's (zero before the first), so a
@@ -7,6 +7,7 @@
 //! recomputed, by someone who can drop the append-only triggers) is caught at the first checkpoint
 //! after the change.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, keccak256};
@@ -18,6 +19,7 @@ use custody_contracts::bindings::peruri_log::PeruriLog;
 use custody_sender::{Call, Outcome, Sender};
 use custody_signer::EthSigner;
 use sqlx::{AnyPool, Row};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 /// Sender ids and PLOG URIs of checkpoints: `peruri:audit:<seq>`.
@@ -131,8 +133,9 @@ impl Checkpointer {
         Ok(Some(seq))
     }
 
-    /// Steps every `interval` until `stop` completes; a failed step is logged and retried.
-    pub(crate) async fn run(self, interval: Duration, stop: impl Future<Output = ()>) {
+    /// Steps every `interval`, and at once when `sensitive` is notified (a sensitive operation was
+    /// recorded), until `stop` completes; a failed step is logged and retried.
+    pub(crate) async fn run(self, interval: Duration, sensitive: Arc<Notify>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             if let Err(e) = self.step().await {
@@ -141,6 +144,7 @@ impl Checkpointer {
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(interval) => {}
+                () = sensitive.notified() => {}
             }
         }
     }
@@ -200,9 +204,67 @@ mod tests {
     use crate::audit::{Audit, Entry};
 
     async fn append(audit: &Audit, target: &str) {
-        let entry =
-            Entry { actor: "cli:test", action: "key.create", target, request_id: "t", outcome: "created", details: "" };
+        append_action(audit, "key.create", target).await;
+    }
+
+    async fn append_action(audit: &Audit, action: &str, target: &str) {
+        let entry = Entry { actor: "cli:test", action, target, request_id: "t", outcome: "done", details: "" };
         audit.append(&entry).await.expect("appended");
+    }
+
+    /// A chain with the contracts, PLOG's anchorer an HSM key, and a migrated database with its trail.
+    async fn setup() -> (LocalChain, TestKeyring, Checkpointer, Audit, Address) {
+        let chain = LocalChain::start().await.expect("chain");
+        let keys = TestKeyring::new(Engine::Sqlite).await;
+        keys.keyring.create_infra("anchor").await.expect("anchor key");
+        let key = keys.keyring.signer(KeyClass::Infra, "anchor").await.expect("signer");
+        let config = DeployConfig {
+            anchorer: key.address(),
+            ..DeployConfig::single_operator(chain.dev_accounts()[0].address())
+        };
+        let log = chain.deploy(&config).await.expect("deployed").contracts.peruri_log;
+        let pool = keys.db.pool().await;
+        crate::db::migrate(&pool).await.expect("migrated");
+        let audit = Audit::new(pool.clone());
+        let checkpointer = Checkpointer::new(pool, chain.provider(), key, log);
+        (chain, keys, checkpointer, audit, log)
+    }
+
+    /// The newest checkpoint's sequence number.
+    async fn newest(pool: &AnyPool) -> Option<i64> {
+        sqlx::query("SELECT MAX(seq) AS seq FROM audit_checkpoints").fetch_one(pool).await.expect("max").get("seq")
+    }
+
+    #[tokio::test]
+    async fn a_sensitive_operation_is_checkpointed_at_once_and_others_wait_for_the_interval() {
+        let (_chain, keys, checkpointer, audit, _) = setup().await;
+        let pool = keys.db.pool().await;
+        append_action(&audit, "token.mint", "a").await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopping = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(checkpointer.run(Duration::from_secs(3600), audit.sensitive(), stopping));
+        let until = |seq: i64| {
+            let pool = pool.clone();
+            async move {
+                for _ in 0..100 {
+                    if newest(&pool).await == Some(seq) {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                false
+            }
+        };
+        assert!(until(1).await, "the head is anchored at start");
+        append_action(&audit, "token.mint", "b").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(newest(&pool).await, Some(1), "an ordinary entry waits for the interval (an hour)");
+        append_action(&audit, "did.deactivate", "did:peruri:x").await;
+        assert!(until(3).await, "a sensitive operation is checkpointed at once, the ordinary entry with it");
+        stop.send(()).expect("stops");
+        task.await.expect("the task ends on stop");
     }
 
     /// Rewrites entry `seq`'s target and recomputes every hash from there on, as someone who dropped the
@@ -250,24 +312,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_tail_and_a_consistent_rewrite_are_caught_by_the_anchored_checkpoints() {
-        let chain = LocalChain::start().await.expect("chain");
-        let keys = TestKeyring::new(Engine::Sqlite).await;
-        keys.keyring.create_infra("anchor").await.expect("anchor key");
-        let key = keys.keyring.signer(KeyClass::Infra, "anchor").await.expect("signer");
-        let config = DeployConfig {
-            anchorer: key.address(),
-            ..DeployConfig::single_operator(chain.dev_accounts()[0].address())
-        };
-        let deployment = chain.deploy(&config).await.expect("deployed");
+        let (chain, keys, checkpointer, audit, log) = setup().await;
         let pool = keys.db.pool().await;
-        crate::db::migrate(&pool).await.expect("migrated");
-        let audit = Audit::new(pool.clone());
         for target in ["a", "b", "c"] {
             append(&audit, target).await;
         }
         let provider = chain.provider();
-        let log = deployment.contracts.peruri_log;
-        let checkpointer = Checkpointer::new(pool.clone(), provider.clone(), key, log);
         assert_eq!(checkpointer.step().await.expect("step"), Some(3), "the head is anchored");
         assert_eq!(checkpointer.step().await.expect("step"), None, "its receipt taken; the head did not move");
         let anchored = PeruriLog::new(log, provider.clone()).getBatch(batch_id(3)).call().await.expect("batch");

@@ -155,7 +155,8 @@ async fn spawn_audit_checkpoints(config: &Config, state: &AppState, tasks: &mut 
     let log = deployment_record(path)?.contracts.peruri_log;
     let checkpointer = crate::audit_checkpoint::Checkpointer::new(state.pool.clone(), chain.clone(), key, log);
     let stopping = tasks.stopping();
-    tasks.spawn("audit-checkpoints", checkpointer.run(Duration::from_secs(secs), stopping));
+    let sensitive = state.audit.sensitive();
+    tasks.spawn("audit-checkpoints", checkpointer.run(Duration::from_secs(secs), sensitive, stopping));
     Ok(())
 }
 
