@@ -182,8 +182,22 @@ impl Mempool {
                 "another operation with this sender and nonce was accepted at the same time; resend".to_owned(),
             ));
         }
-        for (_, address) in entities(&stored.op) {
+        for (entity, address) in entities(&stored.op) {
             self.reputation.seen(address).await?;
+            // GREP-010: an entity this count bans leaves the mempool with every operation naming it.
+            if !self.trusted.contains(&address)
+                && self.reputation.get(address).await?.status() == ReputationStatus::Banned
+            {
+                self.drop_entity(address).await?;
+                return Err(reject(
+                    RpcErrorCode::Banned,
+                    format!(
+                        "{entity:?} {address} is now banned by reputation (ERC-7562 GREP-010): its operations, this one \
+                         included, left the mempool; try again later"
+                    ),
+                )
+                .with_data(serde_json::json!({ entity_key(entity): address })));
+            }
         }
         Ok(())
     }
@@ -222,6 +236,7 @@ mod tests {
 
     use super::*;
     use crate::reputation::Reputation;
+    use crate::store::RepRow;
     use crate::validation::StakeInfo;
 
     fn op(fee: u64, tip: u64) -> UserOperation {
@@ -288,6 +303,33 @@ mod tests {
         assert!(replacement_allowed(&op(5, 5), &op(6, 6)));
         // Zero-fee chain: equal zero fees replace.
         assert!(replacement_allowed(&op(0, 0), &op(0, 0)));
+    }
+
+    /// GREP-010 reached by counting: the operation whose opsSeen bans its sender is refused, and the
+    /// sender's pending operations leave with it.
+    #[tokio::test]
+    async fn an_entity_banned_by_its_counts_leaves_the_mempool() {
+        let (pool, store) = mempool().await;
+        let sender = Address::repeat_byte(2);
+        // 508 seen, none included: one more keeps it under BAN_SLACK, two more ban it (510 / 10 > 0 + 50).
+        let hour = crate::reputation::current_hour();
+        store
+            .put_reputation(&RepRow { address: sender, ops_seen: 508, ops_included: 0, decayed_hour: hour })
+            .await
+            .expect("reputation set");
+        let at = |key: u64| UserOperation { sender, nonce: U256::from(key) << 64, ..op(0, 0) };
+        let first = add(&pool, &at(1), 0, false, None).await.expect("still ok");
+        let e = add(&pool, &at(2), 0, false, None).await.expect_err("the op that bans it");
+        assert_eq!(e.code, RpcErrorCode::Banned, "{e}");
+        assert!(e.message.contains("GREP-010"), "{e}");
+        assert_eq!(
+            store.op(first).await.expect("read").expect("kept").status,
+            OpStatus::Dropped,
+            "the pending one left"
+        );
+        assert!(store.live_op(EntryPointVersion::V08, sender, at(2).nonce).await.expect("read").is_none());
+        let e = add(&pool, &at(3), 0, false, None).await.expect_err("banned");
+        assert_eq!(e.code, RpcErrorCode::Banned);
     }
 
     #[tokio::test]
