@@ -147,38 +147,39 @@ pub(crate) async fn prepare(
     Ok(Prepared { id, user_op: op_json, user_op_hash: hash, entry_point: version.address(), summary, expires_at })
 }
 
-/// The prepared operation `id`, if it is `user_id`'s.
-pub(crate) async fn stored(state: &AppState, user_id: &str, id: &str) -> Result<Option<Stored>, ApiError> {
-    let row = sqlx::query(
-        "SELECT entry_point, user_op, user_op_hash, expires_at, sent_at FROM operations_prepared \
-         WHERE id = $1 AND user_id = $2",
-    )
-    .bind(id)
-    .bind(user_id)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
-    row.map(|row| from_row(&row)).transpose()
+/// Which prepared operation to read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Find<'a> {
+    /// By the `id` prepare answered.
+    Id(&'a str),
+    /// By its userOpHash.
+    Hash(B256),
 }
 
-/// The prepared operation of `user_id` with `hash`.
-pub(crate) async fn stored_by_hash(state: &AppState, user_id: &str, hash: B256) -> Result<Option<Stored>, ApiError> {
-    let row = sqlx::query(
+/// The prepared operation `find` names, if it is `user_id`'s.
+pub(crate) async fn stored(state: &AppState, user_id: &str, find: Find<'_>) -> Result<Option<Stored>, ApiError> {
+    let (column, value) = match find {
+        Find::Id(id) => ("id", id.to_owned()),
+        Find::Hash(hash) => ("user_op_hash", hash.to_string()),
+    };
+    let sql = format!(
         "SELECT entry_point, user_op, user_op_hash, expires_at, sent_at FROM operations_prepared \
-         WHERE user_op_hash = $1 AND user_id = $2",
-    )
-    .bind(hash.to_string())
-    .bind(user_id)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
+         WHERE {column} = $1 AND user_id = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(value)
+        .bind(user_id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     row.map(|row| from_row(&row)).transpose()
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored, ApiError> {
     let text = |col: &str| row.try_get::<String, _>(col).map_err(|e| ApiError::internal(&e));
     let corrupt = |what: &str| ApiError::internal(&format!("operations_prepared: unreadable {what}"));
-    let version = EntryPointVersion::ALL.into_iter().find(|v| v.as_str() == text("entry_point").unwrap_or_default());
+    let entry_point = text("entry_point")?;
+    let version = EntryPointVersion::ALL.into_iter().find(|v| v.as_str() == entry_point);
     let expires_at: i64 = row.try_get("expires_at").map_err(|e| ApiError::internal(&e))?;
     let sent_at: Option<i64> = row.try_get("sent_at").map_err(|e| ApiError::internal(&e))?;
     Ok(Stored {

@@ -375,7 +375,7 @@ async fn send(
             SubmitRequest::Calls(calls) => prepare_for(state, caller, headers, user_id, calls).await?.id,
         };
         let not_found = || ApiError::not_found("operation_not_found", "no such prepared operation for this wallet");
-        let stored = operations::stored(state, user_id, &id).await?.ok_or_else(not_found)?;
+        let stored = operations::stored(state, user_id, operations::Find::Id(&id)).await?.ok_or_else(not_found)?;
         let now = crate::audit::now_millis().unsigned_abs() / 1000;
         if stored.expires_at.is_some_and(|last| now > last) {
             return Err(ApiError::new(
@@ -434,7 +434,7 @@ async fn status_for(state: &AppState, user_id: &str, hash: &str) -> Result<Opera
         return Ok(answer);
     }
     // Not in the bundler: prepared here and not (yet) submitted?
-    let stored = operations::stored_by_hash(state, user_id, hash).await?.ok_or_else(not_found)?;
+    let stored = operations::stored(state, user_id, operations::Find::Hash(hash)).await?.ok_or_else(not_found)?;
     let now = crate::audit::now_millis().unsigned_abs() / 1000;
     answer.status = if stored.expires_at.is_some_and(|last| now > last) { "expired" } else { "prepared" };
     Ok(answer)
