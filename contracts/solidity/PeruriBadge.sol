@@ -2,14 +2,15 @@
 pragma solidity 0.8.30;
 
 import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 
 /// @title PeruriBadge (PBADGE)
 /// @notice Soulbound ERC-1155 badges: minted (one per recipient and id: a second `mint` reverts, a batch
 /// skips a recipient who already holds the id) and revoked (burned) by holders of ISSUER_ROLE; every
 /// transfer and approval path reverts. Batch mints carry a batch id refused twice. `locked(id)` is
-/// ERC-5192's, advertised through ERC-165.
-contract PeruriBadge is ERC1155, AccessControl {
+/// ERC-5192's, advertised through ERC-165. The admin role moves in two steps after a delay and is never zero.
+contract PeruriBadge is ERC1155, AccessControlDefaultAdminRules {
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
     /// Batch ids already minted.
@@ -21,12 +22,17 @@ contract PeruriBadge is ERC1155, AccessControl {
     error BatchAlreadyUsed(bytes32 batchId);
     error LengthMismatch();
     error AlreadyHeld(address holder, uint256 id);
+    error InvalidIssuer();
 
     /// ERC-5192's interface id (`locked(uint256)`).
     bytes4 private constant ERC5192_INTERFACE_ID = 0xb45a3c0e;
 
-    constructor(address admin, address issuer, string memory uri_) ERC1155(uri_) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// `adminDelay`: seconds between `beginDefaultAdminTransfer` and its acceptance.
+    constructor(uint48 adminDelay, address admin, address issuer, string memory uri_)
+        ERC1155(uri_)
+        AccessControlDefaultAdminRules(adminDelay, admin)
+    {
+        if (issuer == address(0)) revert InvalidIssuer();
         _grantRole(ISSUER_ROLE, issuer);
     }
 
@@ -90,7 +96,8 @@ contract PeruriBadge is ERC1155, AccessControl {
         super._update(from, to, ids, values);
     }
 
-    function supportsInterface(bytes4 interfaceId) public view override(ERC1155, AccessControl) returns (bool) {
+    function supportsInterface(bytes4 interfaceId) public view override(ERC1155, AccessControlDefaultAdminRules)
+        returns (bool) {
         return interfaceId == ERC5192_INTERFACE_ID || super.supportsInterface(interfaceId);
     }
 }

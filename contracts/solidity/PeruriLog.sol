@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
 /// @title PeruriLog (PLOG)
 /// @notice Anchors the merkle roots of activity batches (OpenZeppelin StandardMerkleTree shape:
-/// double-hashed leaves, sorted pairs). A batch id is anchored once; anyone can check a leaf's proof.
-contract PeruriLog is AccessControl {
+/// double-hashed leaves, sorted pairs). A batch id is anchored once; anyone can check a leaf's proof. The
+/// admin role moves in two steps after a delay and is never zero.
+contract PeruriLog is AccessControlDefaultAdminRules {
     bytes32 public constant ANCHOR_ROLE = keccak256("ANCHOR_ROLE");
 
     struct Batch {
@@ -23,9 +25,11 @@ contract PeruriLog is AccessControl {
 
     error BatchAlreadyAnchored(bytes32 batchId);
     error InvalidBatch();
+    error InvalidAnchorer();
 
-    constructor(address admin, address anchorer) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// `adminDelay`: seconds between `beginDefaultAdminTransfer` and its acceptance.
+    constructor(uint48 adminDelay, address admin, address anchorer) AccessControlDefaultAdminRules(adminDelay, admin) {
+        if (anchorer == address(0)) revert InvalidAnchorer();
         _grantRole(ANCHOR_ROLE, anchorer);
     }
 

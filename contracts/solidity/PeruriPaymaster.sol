@@ -50,11 +50,17 @@ contract PeruriPaymaster is IPaymaster, Ownable2Step {
     /// Renouncing would lock the deposit, the stake and the signer set for good.
     error RenounceDisabled();
 
-    constructor(address anEntryPoint, address initialOwner, address[] memory signers) Ownable(initialOwner) {
+    /// Staked at deployment with the value sent (`unstakeDelaySec` of unstake delay): validation reads the
+    /// signer set from this contract's storage, which ERC-7562 (STO-031) allows a staked paymaster only.
+    constructor(address anEntryPoint, address initialOwner, address[] memory signers, uint32 unstakeDelaySec)
+        payable
+        Ownable(initialOwner)
+    {
         entryPoint = anEntryPoint;
         for (uint256 i = 0; i < signers.length; ++i) {
             _addSigner(signers[i]);
         }
+        IEntryPointStake(anEntryPoint).addStake{value: msg.value}(unstakeDelaySec);
     }
 
     modifier onlyEntryPoint() {

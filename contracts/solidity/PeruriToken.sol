@@ -2,12 +2,16 @@
 pragma solidity 0.8.30;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Burnable.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 
 /// @title PeruriToken (PTKN)
-/// @notice ERC-20 minted and burned by holders of ISSUER_ROLE. Batch mints carry a batch id that the
-/// contract refuses twice, so a retried issuance can never mint twice.
-contract PeruriToken is ERC20, AccessControl {
+/// @notice ERC-20 minted by holders of ISSUER_ROLE and burned only by its holders (`burn`, or `burnFrom`
+/// within an allowance the holder gave): no role can take a user's tokens. Batch mints carry a batch id
+/// that the contract refuses twice, so a retried issuance can never mint twice. The admin role moves in
+/// two steps after a delay (`AccessControlDefaultAdminRules`) and is never zero.
+contract PeruriToken is ERC20Burnable, AccessControlDefaultAdminRules {
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
     /// Batch ids already minted.
@@ -17,18 +21,19 @@ contract PeruriToken is ERC20, AccessControl {
 
     error BatchAlreadyUsed(bytes32 batchId);
     error LengthMismatch();
+    error InvalidIssuer();
 
-    constructor(address admin, address issuer) ERC20("Peruri Token", "PTKN") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// `adminDelay`: seconds between `beginDefaultAdminTransfer` and its acceptance.
+    constructor(uint48 adminDelay, address admin, address issuer)
+        ERC20("Peruri Token", "PTKN")
+        AccessControlDefaultAdminRules(adminDelay, admin)
+    {
+        if (issuer == address(0)) revert InvalidIssuer();
         _grantRole(ISSUER_ROLE, issuer);
     }
 
     function mint(address to, uint256 amount) external onlyRole(ISSUER_ROLE) {
         _mint(to, amount);
-    }
-
-    function burn(address from, uint256 amount) external onlyRole(ISSUER_ROLE) {
-        _burn(from, amount);
     }
 
     /// Mint `amounts[i]` to `recipients[i]` for every i, once per `batchId`.

@@ -48,6 +48,13 @@ pub fn change_owner(account: Address, new_owner: Address) -> Bytes {
     execute(account, U256::ZERO, PeruriAccountV08::changeOwnerCall { newOwner: new_owner }.abi_encode().into())
 }
 
+/// Call data of the UserOperation that makes `account` run `logic` from now on, then delegates `data` to it
+/// (`execute(account, 0, upgradeToAndCall(logic, data))`; UUPS over ERC-1967).
+pub fn upgrade(account: Address, logic: Address, data: Bytes) -> Bytes {
+    let call = PeruriAccountV08::upgradeToAndCallCall { newImplementation: logic, data };
+    execute(account, U256::ZERO, call.abi_encode().into())
+}
+
 /// The digest the owner signs so that `account.isValidSignature(hash, sig)` accepts: `hash` re-hashed under
 /// the account's EIP-712 domain {"PeruriAccount", "1", chainId, account} as `PeruriMessage(bytes32 hash)`.
 pub fn replay_safe_hash(account: Address, chain_id: u64, hash: B256) -> B256 {

@@ -3,7 +3,7 @@
 //! gives the same addresses on every chain.
 
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, B256, Bytes, address, bytes, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, address, bytes, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolConstructor;
@@ -48,6 +48,27 @@ pub struct DeployConfig {
     pub paymaster_signers: Vec<Address>,
     /// ERC-1155 URI of PBADGE (`{id}` substituted by clients).
     pub badge_uri: String,
+    /// Seconds between `beginDefaultAdminTransfer` and its acceptance on PTKN, PBADGE and PLOG.
+    #[serde(default = "default_admin_delay")]
+    pub admin_delay_secs: u64,
+    /// Each paymaster's EntryPoint stake, sent with its deployment (ERC-7562 MIN_STAKE_VALUE: 1 ETH).
+    #[serde(default = "default_stake")]
+    pub paymaster_stake_wei: U256,
+    /// Each paymaster's unstake delay (ERC-7562 MIN_UNSTAKE_DELAY: 86,400 s).
+    #[serde(default = "default_unstake_delay")]
+    pub paymaster_unstake_delay_secs: u32,
+}
+
+fn default_admin_delay() -> u64 {
+    86_400
+}
+
+fn default_stake() -> U256 {
+    U256::from(10u64.pow(18))
+}
+
+fn default_unstake_delay() -> u32 {
+    86_400
 }
 
 impl DeployConfig {
@@ -65,7 +86,15 @@ impl DeployConfig {
             anchorer: operator,
             paymaster_signers: vec![operator],
             badge_uri: "https://peruri.invalid/badge/{id}.json".to_owned(),
+            admin_delay_secs: default_admin_delay(),
+            paymaster_stake_wei: default_stake(),
+            paymaster_unstake_delay_secs: default_unstake_delay(),
         }
+    }
+
+    /// The value sent with a contract's deployment: each paymaster's stake, nothing for the others.
+    pub fn value_of(&self, name: &str) -> U256 {
+        if name.starts_with("PeruriPaymaster") { self.paymaster_stake_wei } else { U256::ZERO }
     }
 
     /// Every contract to deploy with its init code, in deployment order (EntryPoints first).
@@ -73,6 +102,7 @@ impl DeployConfig {
         let ep07 = EntryPointVersion::V07.address();
         let ep08 = EntryPointVersion::V08.address();
         let with_args = |code: &Bytes, args: Vec<u8>| -> Bytes { [code.as_ref(), &args].concat().into() };
+        let delay = alloy::primitives::Uint::<48, 1>::saturating_from(self.admin_delay_secs);
         let paymaster = |ep: Address| {
             with_args(
                 &PeruriPaymaster::BYTECODE,
@@ -80,6 +110,7 @@ impl DeployConfig {
                     anEntryPoint: ep,
                     initialOwner: self.admin,
                     signers: self.paymaster_signers.clone(),
+                    unstakeDelaySec: self.paymaster_unstake_delay_secs,
                 }
                 .abi_encode(),
             )
@@ -110,7 +141,8 @@ impl DeployConfig {
                 self.salt,
                 with_args(
                     &PeruriToken::BYTECODE,
-                    PeruriToken::constructorCall { admin: self.admin, issuer: self.issuer }.abi_encode(),
+                    PeruriToken::constructorCall { adminDelay: delay, admin: self.admin, issuer: self.issuer }
+                        .abi_encode(),
                 ),
             ),
             (
@@ -119,6 +151,7 @@ impl DeployConfig {
                 with_args(
                     &PeruriBadge::BYTECODE,
                     PeruriBadge::constructorCall {
+                        adminDelay: delay,
                         admin: self.admin,
                         issuer: self.issuer,
                         uri_: self.badge_uri.clone(),
@@ -131,7 +164,8 @@ impl DeployConfig {
                 self.salt,
                 with_args(
                     &PeruriLog::BYTECODE,
-                    PeruriLog::constructorCall { admin: self.admin, anchorer: self.anchorer }.abi_encode(),
+                    PeruriLog::constructorCall { adminDelay: delay, admin: self.admin, anchorer: self.anchorer }
+                        .abi_encode(),
                 ),
             ),
         ]
@@ -154,10 +188,11 @@ impl DeployConfig {
             entry_point_v07: at("EntryPointV07"),
             entry_point_v08: at("EntryPointV08"),
             peruri_account_factory_v07: factory_v07,
-            // The factory's constructor creates the implementation: CREATE (factory, nonce 1).
-            peruri_account_v07: factory_v07.create(1),
+            // The factory's constructor creates the logic (nonce 1), then the dispatcher (nonce 2) the
+            // clones delegate to.
+            peruri_account_v07: factory_v07.create(2),
             peruri_account_factory_v08: factory_v08,
-            peruri_account_v08: factory_v08.create(1),
+            peruri_account_v08: factory_v08.create(2),
             peruri_paymaster_v07: at("PeruriPaymasterV07"),
             peruri_paymaster_v08: at("PeruriPaymasterV08"),
             peruri_token: at("PeruriToken"),
@@ -167,12 +202,12 @@ impl DeployConfig {
     }
 }
 
-/// Deploy `init_code` through the deterministic deployment proxy under `salt`, unless it is already there.
-/// Returns its address.
+/// Deploy `init_code` through the deterministic deployment proxy under `salt` with `value` (which the proxy
+/// passes on to the constructor), unless it is already there. Returns its address.
 pub async fn deploy_deterministic<P: Provider>(
     provider: &P,
     name: &'static str,
-    salt: B256,
+    (salt, value): (B256, U256),
     init_code: &[u8],
 ) -> Result<Address, DeployError> {
     let address = create2_address(salt, init_code);
@@ -183,7 +218,7 @@ pub async fn deploy_deterministic<P: Provider>(
         return Ok(address);
     }
     let input: Bytes = [salt.as_slice(), init_code].concat().into();
-    let tx = TransactionRequest::default().with_to(DETERMINISTIC_DEPLOYER).with_input(input);
+    let tx = TransactionRequest::default().with_to(DETERMINISTIC_DEPLOYER).with_input(input).with_value(value);
     let receipt = provider
         .send_transaction(tx)
         .await
@@ -208,7 +243,7 @@ pub async fn deploy_entry_points<P: Provider>(provider: &P) -> Result<(), Deploy
             EntryPointVersion::V07 => "EntryPointV07",
             EntryPointVersion::V08 => "EntryPointV08",
         };
-        let actual = deploy_deterministic(provider, name, version.salt(), &version.init_code()).await?;
+        let actual = deploy_deterministic(provider, name, (version.salt(), U256::ZERO), &version.init_code()).await?;
         if actual != version.address() {
             return Err(DeployError::WrongAddress { name, expected: version.address(), actual });
         }
@@ -221,7 +256,7 @@ pub async fn deploy<P: Provider>(provider: &P, config: &DeployConfig) -> Result<
     require_deployer(provider).await?;
     deploy_entry_points(provider).await?;
     for (name, salt, init_code) in config.init_codes().into_iter().skip(EntryPointVersion::ALL.len()) {
-        deploy_deterministic(provider, name, salt, &init_code).await?;
+        deploy_deterministic(provider, name, (salt, config.value_of(name)), &init_code).await?;
     }
     let contracts = config.addresses();
     for (name, address) in

@@ -28,10 +28,10 @@ pub struct Contracts {
     pub entry_point_v07: Address,
     pub entry_point_v08: Address,
     pub peruri_account_factory_v07: Address,
-    /// The account implementation the v0.7 clones delegate to.
+    /// The code the v0.7 clones delegate to (the factory's ERC-1967 dispatcher, its second CREATE).
     pub peruri_account_v07: Address,
     pub peruri_account_factory_v08: Address,
-    /// The account implementation the v0.8 clones delegate to.
+    /// The code the v0.8 clones delegate to (the factory's ERC-1967 dispatcher, its second CREATE).
     pub peruri_account_v08: Address,
     pub peruri_paymaster_v07: Address,
     pub peruri_paymaster_v08: Address,
@@ -57,12 +57,17 @@ impl Contracts {
         }
     }
 
-    /// The account implementation for `version`.
+    /// The code the accounts of `version` delegate to (the dispatcher; part of every account address).
     pub const fn account_implementation(&self, version: EntryPointVersion) -> Address {
         match version {
             EntryPointVersion::V07 => self.peruri_account_v07,
             EntryPointVersion::V08 => self.peruri_account_v08,
         }
+    }
+
+    /// The logic a never-upgraded account of `version` runs (the factory's first CREATE).
+    pub fn account_logic(&self, version: EntryPointVersion) -> Address {
+        self.account_factory(version).create(1)
     }
 
     /// The paymaster for `version`.

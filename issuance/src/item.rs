@@ -1,6 +1,7 @@
 //! What an issuance item is: one enum from the policy's rules through the store's rows to the planned
-//! calls. Stored in `issuance_items` as `kind` (`token`, `burn`, `badge`, `log`) with `amount` or
-//! `badge_id` (decimal text); a row of any other kind is corrupt.
+//! calls. Stored in `issuance_items` as `kind` (`token`, `badge`, `log`) with `amount` or `badge_id`
+//! (decimal text); a row of any other kind is corrupt. (`burn` rows are no more: PTKN is burned only by
+//! its holder, as an operation of the user's own account.)
 
 use alloy::primitives::U256;
 use custody_db::{decode_u256, encode_u256};
@@ -12,8 +13,6 @@ use crate::Error;
 pub(crate) enum ItemKind {
     /// PTKN minted, in base units (10^-18).
     Token(U256),
-    /// PTKN burnt, in base units.
-    Burn(U256),
     /// A PBADGE id (at most once per user).
     Badge(U256),
     /// A log entry: the activity's leaf, carried by the batch's anchor.
@@ -31,26 +30,20 @@ impl ItemKind {
         Self::Token(U256::from(whole) * one_ptkn())
     }
 
-    /// `whole` PTKN burnt.
-    pub(crate) fn burn(whole: u64) -> Self {
-        Self::Burn(U256::from(whole) * one_ptkn())
-    }
-
     /// The PBADGE `id`.
     pub(crate) fn badge(id: u64) -> Self {
         Self::Badge(U256::from(id))
     }
 
-    /// Whether it moves no PTKN (a mint or burn of 0).
+    /// Whether it moves no PTKN (a mint of 0).
     pub(crate) fn is_zero_amount(&self) -> bool {
-        matches!(self, Self::Token(a) | Self::Burn(a) if a.is_zero())
+        matches!(self, Self::Token(a) if a.is_zero())
     }
 
     /// The stored `kind`.
     pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Self::Token(_) => "token",
-            Self::Burn(_) => "burn",
             Self::Badge(_) => "badge",
             Self::Log => "log",
         }
@@ -59,7 +52,7 @@ impl ItemKind {
     /// The stored `amount` and `badge_id` columns.
     pub(crate) fn columns(&self) -> (Option<String>, Option<String>) {
         match self {
-            Self::Token(a) | Self::Burn(a) => (Some(encode_u256(*a)), None),
+            Self::Token(a) => (Some(encode_u256(*a)), None),
             Self::Badge(id) => (None, Some(encode_u256(*id))),
             Self::Log => (None, None),
         }
@@ -72,19 +65,17 @@ impl ItemKind {
         };
         Ok(match kind {
             "token" => Self::Token(number(amount)?),
-            "burn" => Self::Burn(number(amount)?),
             "badge" => Self::Badge(number(badge_id)?),
             "log" => Self::Log,
             _ => return Err(Error::CorruptRow("issuance_items.kind")),
         })
     }
 
-    /// A direct mint's or burn's part of its request fingerprint, in whole PTKN (`Token(5)`, `Burn(5)`):
+    /// A direct mint's part of its request fingerprint, in whole PTKN (`Token(5)`):
     /// the form fingerprints have always had, so that keys stored before still replay.
     pub(crate) fn fingerprint(&self) -> String {
         match self {
             Self::Token(a) => format!("Token({})", a / one_ptkn()),
-            Self::Burn(a) => format!("Burn({})", a / one_ptkn()),
             Self::Badge(id) => format!("Badge({id})"),
             Self::Log => "Log".to_owned(),
         }
@@ -97,12 +88,13 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_an_unknown_kind_is_corrupt() {
-        for item in [ItemKind::token(5), ItemKind::burn(2), ItemKind::badge(9), ItemKind::Log] {
+        for item in [ItemKind::token(5), ItemKind::badge(9), ItemKind::Log] {
             let (amount, badge_id) = item.columns();
             let back = ItemKind::from_row(item.as_str(), amount.as_deref(), badge_id.as_deref()).expect("decodes");
             assert_eq!(back, item);
         }
         assert_eq!(ItemKind::token(5).columns().0.as_deref(), Some("5000000000000000000"));
+        assert!(matches!(ItemKind::from_row("burn", Some("1"), None), Err(Error::CorruptRow(_))), "no burns");
         assert!(matches!(ItemKind::from_row("stamp", None, None), Err(Error::CorruptRow("issuance_items.kind"))));
         assert!(matches!(ItemKind::from_row("token", None, None), Err(Error::CorruptRow(_))));
         assert!(matches!(ItemKind::from_row("badge", Some("1"), None), Err(Error::CorruptRow(_))));
@@ -111,7 +103,6 @@ mod tests {
     #[test]
     fn fingerprints_keep_the_whole_token_form() {
         assert_eq!(ItemKind::token(5).fingerprint(), "Token(5)");
-        assert_eq!(ItemKind::burn(15).fingerprint(), "Burn(15)");
         assert_eq!(ItemKind::badge(7).fingerprint(), "Badge(7)");
         assert_eq!(ItemKind::Log.fingerprint(), "Log");
         assert!(ItemKind::token(0).is_zero_amount() && !ItemKind::badge(0).is_zero_amount());

@@ -11,7 +11,7 @@
 //!   Indexer: PTKN / PBADGE logs ─► token_balance_cache, badge_index ─► Issuance::token_balance, badges
 //! ```
 //!
-//! An item is one `ItemKind` throughout (a PTKN mint or burn, a badge, a log entry): the policy
+//! An item is one `ItemKind` throughout (a PTKN mint, a badge, a log entry): the policy
 //! issues it, the store keeps it, the plan turns it into calls; a stored kind it does not know is a
 //! corrupt row. Nothing is minted twice: each call's batch id is derived from the batch's root and
 //! refused on-chain a second time, and a signed transaction is kept and re-sent byte for byte.
@@ -51,7 +51,7 @@ use sqlx::AnyPool;
 
 use crate::{
     item::ItemKind,
-    policy::{BURN, MINT, Policy},
+    policy::{MINT, Policy},
     store::Store,
 };
 
@@ -94,18 +94,6 @@ impl Issuance {
         reason: &str,
     ) -> Result<Tracked, Error> {
         self.direct(caller, key, user_id, MINT, ItemKind::token(amount), reason).await
-    }
-
-    /// Burns `amount` whole PTKN from the user's account (spending), through the same path.
-    pub async fn burn(
-        &self,
-        caller: &str,
-        key: &str,
-        user_id: &str,
-        amount: u64,
-        reason: &str,
-    ) -> Result<Tracked, Error> {
-        self.direct(caller, key, user_id, BURN, ItemKind::burn(amount), reason).await
     }
 
     async fn direct(

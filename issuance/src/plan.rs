@@ -78,15 +78,9 @@ pub(crate) fn plan(
                 entry.1.push(item.id);
             }
             ItemKind::Badge(id) => badges.entry((item.recipient, *id)).or_default().push(item.id),
-            ItemKind::Burn(amount) => calls.push(Call {
-                target: contracts.token,
-                calldata: PeruriToken::burnCall { from: item.recipient, amount: *amount }.abi_encode().into(),
-                items: vec![item.id],
-            }),
             ItemKind::Log => calls[0].items.push(item.id),
         }
     }
-    let burns = calls.split_off(1);
     let mints: Vec<_> = mints.into_iter().collect();
     for (chunk, part) in mints.chunks(max_per_tx).enumerate() {
         let call = PeruriToken::batchMintCall {
@@ -107,7 +101,6 @@ pub(crate) fn plan(
         let items = part.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
         calls.push(Call { target: contracts.badge, calldata: call.abi_encode().into(), items });
     }
-    calls.extend(burns);
     calls
 }
 
@@ -116,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn anchor_first_then_aggregated_chunks_then_burns() {
+    fn anchor_first_then_aggregated_chunks() {
         let contracts = IssuanceContracts {
             token: Address::repeat_byte(1),
             badge: Address::repeat_byte(2),
@@ -129,13 +122,12 @@ mod tests {
             Item { id: 3, recipient: b, kind: ItemKind::Token(U256::from(1)) },
             Item { id: 4, recipient: c, kind: ItemKind::Token(U256::from(1)) },
             Item { id: 5, recipient: a, kind: ItemKind::Badge(U256::from(9)) },
-            Item { id: 6, recipient: b, kind: ItemKind::Burn(U256::from(2)) },
             Item { id: 7, recipient: c, kind: ItemKind::Log },
         ];
         let root = B256::repeat_byte(7);
         let calls = plan(contracts, root, 4, "u", &items, 2);
         let targets: Vec<_> = calls.iter().map(|c| c.target).collect();
-        assert_eq!(targets, [contracts.log, contracts.token, contracts.token, contracts.badge, contracts.token]);
+        assert_eq!(targets, [contracts.log, contracts.token, contracts.token, contracts.badge]);
         let first = PeruriToken::batchMintCall::abi_decode(&calls[1].calldata).expect("decodes");
         assert_eq!(first.recipients, vec![a, b]);
         assert_eq!(first.amounts, vec![U256::from(12), U256::from(1)], "a's amounts are summed");
@@ -146,7 +138,6 @@ mod tests {
         let anchor = PeruriLog::anchorCall::abi_decode(&calls[0].calldata).expect("decodes");
         assert_eq!((anchor.root, anchor.leafCount), (root, 4));
         assert_eq!(calls[0].items, vec![7], "the anchor carries the log items");
-        assert_eq!(calls[4].items, vec![6]);
         assert_ne!(chain_batch_id(root, "PTKN", 0), chain_batch_id(root, "PBADGE", 0));
     }
 }

@@ -17,9 +17,8 @@ use crate::{config::PolicyConfig, item::ItemKind};
 pub(crate) const ATTENDANCE: &str = "attendance";
 pub(crate) const TRAINING: &str = "training_completed";
 pub(crate) const MILESTONE: &str = "milestone";
-/// Internal types of direct mints and burns (`/mintToken`, `/v1/tokens/burn`); refused at intake.
+/// The internal type of direct mints (`/mintToken`); refused at intake.
 pub(crate) const MINT: &str = "_mint";
-pub(crate) const BURN: &str = "_burn";
 
 /// The rules, evaluated without side effects.
 #[derive(Clone, Debug)]

@@ -1,10 +1,11 @@
 //! The bundler inside `custody serve`: ERC-7769 JSON-RPC at `POST /rpc`, validation
 //! in revm with ERC-7562 (the simulator), and one bundle builder per bundler key.
 //!
-//! Peruri's own account factories and paymasters are trusted: they are this
-//! service's contracts, and the factories' clone deployment reads its balance
-//! (ERC-7562 OP-080), which an unstaked factory may not. Other entities get the
-//! full rules.
+//! Peruri's paymasters get the full rules: they are staked at deployment, which
+//! lets them read their signer set (ERC-7562 STO-031). Peruri's account factories
+//! are trusted in validation: their clone deployment reads the factory's balance
+//! (OP-080), which an unstaked factory may not. Both are exempt from reputation
+//! and mempool counts (`trusted_entities`), so bulk enrolment is not throttled.
 
 use std::sync::Arc;
 
@@ -38,8 +39,7 @@ pub(crate) async fn start(
         .flat_map(|v| [contracts.account_factory(v), contracts.paymaster(v)])
         .collect();
     let mut sim = SimConfig::new(deployment.chain_id);
-    sim.trusted.factories.extend(ours.iter().copied());
-    sim.trusted.paymasters.extend(ours.iter().copied());
+    sim.trusted.factories.extend(EntryPointVersion::ALL.map(|v| contracts.account_factory(v)));
     sim.trusted.factories.extend(config.trusted_entities.iter().copied());
     sim.trusted.paymasters.extend(config.trusted_entities.iter().copied());
     (sim.min_stake, sim.min_unstake_delay, sim.hardfork) =

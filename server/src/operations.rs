@@ -227,8 +227,8 @@ fn call_data(calls: &[Call]) -> Bytes {
     }
 }
 
-/// What `calls` do, in words: PTKN transfers by amount and recipient, other calls by target, value and
-/// function selector.
+/// What `calls` do, in words: PTKN transfers by amount and recipient, PTKN burns by amount, other calls
+/// by target, value and function selector.
 pub(crate) fn summary(calls: &[Call], ptkn: Option<Address>) -> String {
     let described: Vec<String> = calls.iter().map(|call| describe(call, ptkn)).collect();
     described.join("; ")
@@ -243,11 +243,24 @@ pub(crate) fn ptkn_transfer(to: Address, units: U256) -> Bytes {
     [&TRANSFER[..], &(to, units).abi_encode_params()].concat().into()
 }
 
+/// The call data of a PTKN burn of `units` base units by its holder (ERC20Burnable `burn(uint256)`).
+pub(crate) fn ptkn_burn(units: U256) -> Bytes {
+    use alloy::sol_types::SolCall;
+    custody_contracts::bindings::peruri_token::PeruriToken::burnCall { value: units }.abi_encode().into()
+}
+
 fn describe(call: &Call, ptkn: Option<Address>) -> String {
-    if Some(call.to) == ptkn && call.value.is_zero() && call.data.len() == 68 && call.data[..4] == TRANSFER {
-        let to = Address::from_slice(&call.data[16..36]);
-        let amount = U256::from_be_slice(&call.data[36..68]);
-        return format!("transfer {} PTKN to {to}", whole_units(amount));
+    use alloy::sol_types::SolCall;
+    use custody_contracts::bindings::peruri_token::PeruriToken::burnCall;
+    if Some(call.to) == ptkn && call.value.is_zero() {
+        if call.data.len() == 68 && call.data[..4] == TRANSFER {
+            let to = Address::from_slice(&call.data[16..36]);
+            let amount = U256::from_be_slice(&call.data[36..68]);
+            return format!("transfer {} PTKN to {to}", whole_units(amount));
+        }
+        if let Ok(burn) = burnCall::abi_decode(&call.data) {
+            return format!("burn {} PTKN", whole_units(burn.value));
+        }
     }
     let value = if call.value.is_zero() { String::new() } else { format!(" with {} wei", call.value) };
     match call.data.get(..4) {
@@ -300,6 +313,7 @@ mod tests {
             Call { to: bob, value: U256::from(7), data: Bytes::new() },
             Call { to: bob, value: U256::ZERO, data: Bytes::from_static(&[0x12, 0x34, 0x56, 0x78, 0x9a]) },
             Call { to: bob, value: U256::ZERO, data: Bytes::from_static(&[0x12]) },
+            Call { to: ptkn, value: U256::ZERO, data: ptkn_burn(ten) },
         ];
         let text = summary(&calls, Some(ptkn));
         let parts: Vec<&str> = text.split("; ").collect();
@@ -308,6 +322,7 @@ mod tests {
         assert_eq!(parts[2], format!("send with 7 wei to {bob}"));
         assert_eq!(parts[3], format!("call {bob} (function 0x12345678)"));
         assert_eq!(parts[4], format!("call {bob} with 1 bytes of data"));
+        assert_eq!(parts[5], "burn 10 PTKN");
         // A transfer on another contract is not called PTKN.
         assert!(summary(&calls[..1], None).starts_with("call "), "{}", summary(&calls[..1], None));
     }

@@ -24,6 +24,11 @@ interface IEntryPointDeposits {
 /// new owner to storage slot 0, which from then on takes precedence over the initial owner; the address
 /// never changes because it only depends on the factory, the implementation, the initial owner and the salt.
 ///
+/// The account is upgradeable by itself only (UUPS over ERC-1967): `upgradeToAndCall`, reachable through
+/// `execute` from the EntryPoint, i.e. a UserOperation signed by the owner, writes the new logic to the
+/// ERC-1967 implementation slot, which the dispatcher the clone delegates to reads. A new logic must keep
+/// this storage layout (slot 0: the rotated owner) and the clone layout (the initial owner in the code).
+///
 /// `execute` and `executeBatch` are ABI-compatible with eth-infinitism's SimpleAccount (both the v0.7
 /// array form and the v0.8 `Call[]` form), but only the EntryPoint may call them: the owner acts through
 /// UserOperations only, so rotation (`changeOwner`, callable by the account itself) always goes through
@@ -49,20 +54,29 @@ abstract contract PeruriAccountCore is IERC1271, IERC165, IERC721Receiver, IERC1
     /// controlling several accounts (or chains) cannot have a signature replayed from one to the other.
     bytes32 private constant MESSAGE_TYPEHASH = keccak256("PeruriMessage(bytes32 hash)");
 
+    /// ERC-1967: `bytes32(uint256(keccak256("eip1967.proxy.implementation")) - 1)`.
+    bytes32 private constant IMPLEMENTATION_SLOT = 0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc;
+
     uint256 internal constant SIG_VALIDATION_SUCCESS = 0;
     uint256 internal constant SIG_VALIDATION_FAILED = 1;
 
     address private immutable _entryPoint;
+    /// This logic's own address, to tell a call through an account from a direct one.
+    address private immutable _self = address(this);
 
     /// Rotated owner; zero until the first rotation (then the clone argument is the owner).
     address private _rotatedOwner;
 
     event OwnerChanged(address indexed previousOwner, address indexed newOwner);
+    /// ERC-1967's event: the account runs `implementation` from now on.
+    event Upgraded(address indexed implementation);
 
     error NotFromEntryPoint();
     error NotFromSelf();
     error InvalidOwner();
     error LengthMismatch();
+    error InvalidImplementation(address implementation);
+    error NotThroughAccount();
 
     constructor(address anEntryPoint) {
         _entryPoint = anEntryPoint;
@@ -103,6 +117,45 @@ abstract contract PeruriAccountCore is IERC1271, IERC165, IERC721Receiver, IERC1
         address previous = owner();
         _rotatedOwner = newOwner;
         emit OwnerChanged(previous, newOwner);
+    }
+
+    /// The logic this account runs: its ERC-1967 slot once upgraded, else this logic.
+    function implementation() external view returns (address logic) {
+        assembly ("memory-safe") {
+            logic := sload(IMPLEMENTATION_SLOT)
+        }
+        if (logic == address(0)) logic = _self;
+    }
+
+    /// ERC-1822: the slot an upgradeable logic keeps its address in; only on the logic itself (as
+    /// OpenZeppelin's UUPSUpgradeable), so an account cannot be made the logic of another.
+    function proxiableUUID() external view returns (bytes32) {
+        if (address(this) != _self) revert NotThroughAccount();
+        return IMPLEMENTATION_SLOT;
+    }
+
+    /// Run `newImplementation` from now on, then delegate `data` to it (if any). Only the account itself may
+    /// call this (a UserOperation signed by the owner, through `execute`); `newImplementation` must answer
+    /// `proxiableUUID` with the ERC-1967 slot, so an account is never pointed at code that cannot upgrade.
+    function upgradeToAndCall(address newImplementation, bytes calldata data) external payable onlySelf {
+        if (newImplementation.code.length == 0) revert InvalidImplementation(newImplementation);
+        try PeruriAccountCore(payable(newImplementation)).proxiableUUID() returns (bytes32 slot) {
+            if (slot != IMPLEMENTATION_SLOT) revert InvalidImplementation(newImplementation);
+        } catch {
+            revert InvalidImplementation(newImplementation);
+        }
+        assembly ("memory-safe") {
+            sstore(IMPLEMENTATION_SLOT, newImplementation)
+        }
+        emit Upgraded(newImplementation);
+        if (data.length != 0) {
+            (bool success, bytes memory result) = newImplementation.delegatecall(data);
+            if (!success) {
+                assembly ("memory-safe") {
+                    revert(add(result, 0x20), mload(result))
+                }
+            }
+        }
     }
 
     /// Execute one call (SimpleAccount ABI).

@@ -2,17 +2,22 @@
 pragma solidity 0.8.30;
 
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
+import {PeruriAccountDispatcher} from "./PeruriAccountDispatcher.sol";
 
 /// @title PeruriAccountFactoryCore
-/// @notice Deploys Peruri accounts as ERC-1167 clones whose immutable argument is the initial owner.
+/// @notice Deploys Peruri accounts as ERC-1167 clones whose immutable argument is the initial owner. Every
+/// clone delegates to one `PeruriAccountDispatcher` (this factory's second CREATE), which runs the account's
+/// upgraded logic (its ERC-1967 slot) or else the factory's logic (its first CREATE).
 ///
 /// `createAccount(owner, salt)` and `getAddress(owner, salt)` have SimpleAccountFactory's ABI. Anyone may
 /// call `createAccount` (a UserOperation's initCode through the SenderCreator, or an ERC-6492 verifier
 /// deploying a counterfactual account to check its signature): the owner is part of the CREATE2 address, so
 /// nobody can deploy a user's address with any other owner.
 abstract contract PeruriAccountFactoryCore {
-    /// The account implementation every clone delegates to.
+    /// The code every clone delegates to: the dispatcher.
     address public immutable accountImplementation;
+    /// The logic of a never-upgraded account.
+    address public immutable accountLogic;
     /// The EntryPoint's SenderCreator (kept for callers that read it).
     address public immutable senderCreator;
 
@@ -20,8 +25,9 @@ abstract contract PeruriAccountFactoryCore {
 
     error InvalidOwner();
 
-    constructor(address implementation, address creator) {
-        accountImplementation = implementation;
+    constructor(address logic, address creator) {
+        accountLogic = logic;
+        accountImplementation = address(new PeruriAccountDispatcher(logic));
         senderCreator = creator;
     }
 

@@ -4,7 +4,7 @@ use alloy::primitives::{Address, Bytes, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEvent;
+use alloy::sol_types::{SolCall, SolEvent};
 use custody_contracts::bindings::peruri_account_factory_v07::PeruriAccountFactoryV07;
 use custody_contracts::bindings::peruri_account_v08::PeruriAccountV08;
 use custody_contracts::bindings::peruri_badge::PeruriBadge;
@@ -97,6 +97,73 @@ async fn owner_rotation_keeps_the_address() {
         let receipt = env.handle_ops(version, vec![env.sign(version, &op, &new)]).await.expect("included");
         assert!(!user_op_event(&receipt).success);
         assert_eq!(acct.owner().call().await.unwrap(), new.address());
+    }
+}
+
+/// UUPS over ERC-1967: an account upgrades itself only, through a UserOperation signed by its owner; it
+/// then runs the new logic with its address, owner and nonce kept (and `data` delegated to it); a direct
+/// call, and an upgrade to code that is no upgradeable logic (an EOA, another account), are refused.
+#[tokio::test]
+async fn an_account_upgrades_itself_through_its_owner_only() {
+    const SLOT: alloy::primitives::B256 =
+        alloy::primitives::b256!("0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc");
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let (owner, sender) = deploy_account(&env, version).await;
+        let (_, other_account) = deploy_account(&env, version).await;
+        let acct = PeruriAccountV08::new(sender, env.provider.clone());
+        let c = &env.deployment.contracts;
+        let factory = PeruriAccountFactoryV07::new(c.account_factory(version), env.provider.clone());
+        assert_eq!(factory.accountLogic().call().await.unwrap(), c.account_logic(version));
+        assert_eq!(acct.implementation().call().await.unwrap(), c.account_logic(version), "{version}");
+        assert_eq!(env.provider.get_storage_at(sender, SLOT.into()).await.unwrap(), U256::ZERO, "no write at deploy");
+
+        // A new logic (the same code, deployed again: what a fix or a new EntryPoint version would bring).
+        let operator = env.chain.provider_with(alloy::network::EthereumWallet::new(env.operator().clone()));
+        let logic = match version {
+            EntryPointVersion::V07 => {
+                *custody_contracts::bindings::peruri_account_v07::PeruriAccountV07::deploy(&operator, version.address())
+                    .await
+                    .unwrap()
+                    .address()
+            }
+            EntryPointVersion::V08 => *PeruriAccountV08::deploy(&operator, version.address()).await.unwrap().address(),
+        };
+
+        // Refused: a direct call (even by the owner's address), an EOA, another account.
+        let err = acct.upgradeToAndCall(logic, Bytes::new()).call().await.err().expect("fails");
+        assert!(err.as_decoded_error::<PeruriAccountV08::NotFromSelf>().is_some(), "{version}: {err}");
+        for bad in [crate::setup::random_address(), other_account] {
+            let op = env.op(version, sender, None, account::upgrade(sender, bad, Bytes::new())).await;
+            let receipt = env.handle_ops(version, vec![env.sign(version, &op, &owner)]).await.expect("included");
+            assert!(!user_op_event(&receipt).success, "{version}: no upgrade to {bad}");
+            assert_eq!(acct.implementation().call().await.unwrap(), c.account_logic(version));
+        }
+
+        // The owner upgrades, rotating the owner in the same call (data delegated to the new logic).
+        let new_owner = PrivateKeySigner::random();
+        let rotate = PeruriAccountV08::changeOwnerCall { newOwner: new_owner.address() };
+        let op = env.op(version, sender, None, account::upgrade(sender, logic, rotate.abi_encode().into())).await;
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &owner)]).await.expect("upgrade");
+        assert!(user_op_event(&receipt).success, "{version}: upgraded");
+        let upgraded = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|log| PeruriAccountV08::Upgraded::decode_log_data(log.data()).ok())
+            .expect("ERC-1967 Upgraded");
+        assert_eq!(upgraded.implementation, logic);
+        assert_eq!(acct.implementation().call().await.unwrap(), logic, "{version}");
+        let slot = env.provider.get_storage_at(sender, SLOT.into()).await.unwrap();
+        assert_eq!(Address::from_word(slot.into()), logic, "{version}: the ERC-1967 slot");
+        assert_eq!(acct.owner().call().await.unwrap(), new_owner.address());
+        assert_eq!(env.account_address(version, owner.address()).await, sender, "address unchanged");
+
+        // It keeps working under the new logic and the new owner, with the next nonce.
+        let op = env.op(version, sender, None, Bytes::new()).await;
+        assert_eq!(op.nonce, U256::from(4), "{version}");
+        let receipt = env.handle_ops(version, vec![env.sign(version, &op, &new_owner)]).await.expect("runs");
+        assert!(user_op_event(&receipt).success);
     }
 }
 

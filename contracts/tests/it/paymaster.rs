@@ -198,6 +198,27 @@ async fn ownership_moves_in_two_steps_and_is_never_renounced() {
     }
 }
 
+/// Each paymaster is staked at deployment with the configured stake and unstake delay (ERC-7562 lets a
+/// staked paymaster read its own storage: its signer set), and a deployment without the stake reverts.
+#[tokio::test]
+async fn paymasters_are_staked_at_deployment() {
+    use custody_contracts::entry_point::IEntryPointSimulations;
+    let env = env().await;
+    for version in EntryPointVersion::ALL {
+        let ep = IEntryPointSimulations::new(version.address(), env.provider.clone());
+        let info = ep.getDepositInfo(env.deployment.contracts.paymaster(version)).call().await.unwrap();
+        assert!(info.staked, "{version}");
+        assert_eq!(U256::from(info.stake), env.config.paymaster_stake_wei, "{version}");
+        assert_eq!(info.unstakeDelaySec, env.config.paymaster_unstake_delay_secs, "{version}");
+    }
+    let unstaked = custody_contracts::DeployConfig { paymaster_stake_wei: U256::ZERO, ..env.config.clone() };
+    let deployer = env.chain.provider_with(alloy::network::EthereumWallet::new(env.operator().clone()));
+    let (name, _, code) = unstaked.init_codes().into_iter().find(|(n, ..)| *n == "PeruriPaymasterV07").unwrap();
+    let salt = alloy::primitives::B256::repeat_byte(7);
+    let refused = custody_contracts::deploy::deploy_deterministic(&deployer, name, (salt, U256::ZERO), &code).await;
+    assert!(refused.is_err(), "a paymaster without stake does not deploy");
+}
+
 trait IntoPaymasterOp {
     fn into_paymaster(self) -> custody_contracts::bindings::peruri_paymaster::PeruriPaymaster::PackedUserOperation;
 }

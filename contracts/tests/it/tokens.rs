@@ -2,7 +2,7 @@
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256, keccak256};
-use alloy::providers::DynProvider;
+use alloy::providers::{DynProvider, Provider};
 use alloy::sol_types::SolValue;
 use custody_contracts::DeployConfig;
 use custody_contracts::bindings::peruri_badge::PeruriBadge;
@@ -30,20 +30,33 @@ fn as_account(env: &Env, i: usize) -> DynProvider {
 }
 
 #[tokio::test]
-async fn ptkn_mint_and_burn_by_issuer_only_and_batch_ids_once() {
+async fn ptkn_minted_by_the_issuer_only_burned_by_its_holder_only_and_batch_ids_once() {
     let env = env_with_roles().await;
     let address = env.deployment.contracts.peruri_token;
     let issuer = PeruriToken::new(address, as_account(&env, 1));
     let nobody = PeruriToken::new(address, as_account(&env, 3));
-    let alice = crate::setup::random_address();
+    let (holder, alice) = (PeruriToken::new(address, as_account(&env, 4)), env.chain.dev_accounts()[4].address());
 
     assert_eq!(issuer.symbol().call().await.unwrap(), "PTKN");
     issuer.mint(alice, U256::from(100)).send().await.unwrap().get_receipt().await.unwrap();
-    issuer.burn(alice, U256::from(30)).send().await.unwrap().get_receipt().await.unwrap();
+    holder.burn(U256::from(30)).send().await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(issuer.balanceOf(alice).call().await.unwrap(), U256::from(70));
+    // Neither the issuer nor the admin can take the holder's tokens: burnFrom needs the holder's allowance,
+    // and the issuer's burn(address,uint256) of old is gone.
+    for who in [1, 0] {
+        let token = PeruriToken::new(address, as_account(&env, who));
+        let err = token.burnFrom(alice, U256::from(1)).call().await.err().expect("no allowance");
+        assert!(err.as_decoded_error::<PeruriToken::ERC20InsufficientAllowance>().is_some(), "{err}");
+        let old = [&keccak256("burn(address,uint256)")[..4], &(alice, U256::from(1)).abi_encode()].concat();
+        let call = alloy::rpc::types::TransactionRequest::default()
+            .from(env.chain.dev_accounts()[who].address())
+            .to(address)
+            .input(old.into());
+        assert!(env.provider.call(call).await.is_err(), "no burn(from, amount) for account {who}");
+    }
     assert_eq!(issuer.balanceOf(alice).call().await.unwrap(), U256::from(70));
     for err in [
         nobody.mint(alice, U256::from(1)).call().await.err().expect("fails"),
-        nobody.burn(alice, U256::from(1)).call().await.err().expect("fails"),
         nobody
             .batchMint(crate::setup::random_b256(), vec![alice], vec![U256::from(1)])
             .call()
@@ -262,4 +275,58 @@ async fn plog_verifies_an_activity_from_its_values_and_never_an_inner_node() {
     assert!(anchorer.verify(batch, proof[1..].to_vec(), inner).call().await.unwrap(), "the weakness verify has");
     let as_activity = anchorer.verifyActivity(batch, proof[1..].to_vec(), inner, String::new(), 0);
     assert!(!as_activity.call().await.unwrap(), "no activity's values hash to an inner node");
+}
+
+/// PTKN, PBADGE and PLOG: the admin is never zero, moves only in two steps after the delay, and can only
+/// be renounced the same way; no plain grant or revoke of the admin role.
+#[tokio::test]
+async fn admin_roles_move_in_two_steps_after_the_delay_and_are_never_zero() {
+    let chain = LocalChain::start().await.expect("local chain starts");
+    let d: Vec<Address> = chain.dev_accounts().iter().map(|a| a.address()).collect();
+    chain.deploy(&DeployConfig::single_operator(d[0])).await.expect("deploys");
+    let deployer = chain.provider_with(EthereumWallet::new(chain.dev_accounts()[0].clone()));
+    let zero = DeployConfig { admin: Address::ZERO, ..DeployConfig::single_operator(d[1]) };
+    for (name, salt, code) in zero.init_codes() {
+        if ["PeruriToken", "PeruriBadge", "PeruriLog"].contains(&name) {
+            let refused = custody_contracts::deploy::deploy_deterministic(&deployer, name, (salt, U256::ZERO), &code);
+            assert!(refused.await.is_err(), "{name} with a zero admin is refused");
+            let at = custody_contracts::deploy::create2_address(salt, &code);
+            assert!(deployer.get_code_at(at).await.unwrap().is_empty(), "{name}");
+        }
+    }
+
+    let config = DeployConfig { admin_delay_secs: 3_600, ..DeployConfig::single_operator(d[0]) };
+    let env = env_with(chain, config).await;
+    let c = env.deployment.contracts;
+    for (name, address) in [("PTKN", c.peruri_token), ("PBADGE", c.peruri_badge), ("PLOG", c.peruri_log)] {
+        // One ABI for the three: AccessControlDefaultAdminRules is the same code in each.
+        let admin = PeruriToken::new(address, as_account(&env, 0));
+        let next = PeruriToken::new(address, as_account(&env, 5));
+        let role = admin.DEFAULT_ADMIN_ROLE().call().await.unwrap();
+        assert_eq!(admin.defaultAdmin().call().await.unwrap(), d[0], "{name}");
+        assert_eq!(admin.defaultAdminDelay().call().await.unwrap().to::<u64>(), 3_600, "{name}");
+        let err = admin.grantRole(role, d[5]).call().await.err().expect("no plain grant");
+        assert!(
+            err.as_decoded_error::<PeruriToken::AccessControlEnforcedDefaultAdminRules>().is_some(),
+            "{name}: {err}"
+        );
+        let err = admin.renounceRole(role, d[0]).call().await.err().expect("no renounce without a schedule");
+        assert!(
+            err.as_decoded_error::<PeruriToken::AccessControlEnforcedDefaultAdminDelay>().is_some(),
+            "{name}: {err}"
+        );
+
+        admin.beginDefaultAdminTransfer(d[5]).send().await.unwrap().get_receipt().await.unwrap();
+        let err = next.acceptDefaultAdminTransfer().call().await.err().expect("not before the delay");
+        assert!(
+            err.as_decoded_error::<PeruriToken::AccessControlEnforcedDefaultAdminDelay>().is_some(),
+            "{name}: {err}"
+        );
+        let pending = admin.pendingDefaultAdmin().call().await.unwrap();
+        assert_eq!(pending.newAdmin, d[5], "{name}");
+        env.chain.set_next_block_timestamp(pending.schedule.to::<u64>() + 1).await.unwrap();
+        next.acceptDefaultAdminTransfer().send().await.unwrap().get_receipt().await.unwrap();
+        assert_eq!(admin.defaultAdmin().call().await.unwrap(), d[5], "{name}");
+        assert!(!admin.hasRole(role, d[0]).call().await.unwrap(), "{name}: the old admin is out");
+    }
 }

@@ -9,7 +9,7 @@ use super::Store;
 use crate::Error;
 
 /// A PTKN (`badge: None`) or PBADGE transfer of `value` as a log reports it; the zero address is a
-/// mint's or burn's side and is not cached.
+/// mint's side and is not cached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Transfer {
     pub(crate) from: Address,

@@ -14,10 +14,10 @@ use super::{Store, now_millis};
 use crate::{
     Error,
     item::ItemKind,
-    policy::{BURN, MINT, Policy},
+    policy::{MINT, Policy},
 };
 
-/// What the app backend reports (or asks for, with a direct mint or burn).
+/// What the app backend reports (or asks for, with a direct mint).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewActivity {
     /// The app's user id (kept in the database; never on-chain, never in a leaf).
@@ -108,7 +108,7 @@ pub(crate) struct Intake {
     pub(crate) caller: String,
     pub(crate) key: String,
     pub(crate) activity: NewActivity,
-    /// A direct mint or burn (`/mintToken`, `/v1/tokens/burn`) instead of the policy's items.
+    /// A direct mint (`/mintToken`) instead of the policy's items.
     pub(crate) direct: Option<ItemKind>,
     /// The fingerprint of what the caller sent ([`fingerprint`]): the same key with another is a conflict.
     pub(crate) request_hash: String,
@@ -218,12 +218,12 @@ struct Item {
     from_count: i64,
 }
 
-/// The period counter `r` advances (none for direct mints and burns).
+/// The period counter `r` advances (none for direct mints).
 fn period(r: &Intake) -> Option<String> {
     r.direct.is_none().then(|| Policy::counter(&r.activity.kind, r.activity.occurred_at)).flatten()
 }
 
-/// What `r` may issue (a direct mint or burn, or the policy's items).
+/// What `r` may issue (a direct mint, or the policy's items).
 fn items(r: &Intake) -> Vec<Item> {
     let awards = match &r.direct {
         Some(direct) => vec![(direct.clone(), 0)],
@@ -389,12 +389,11 @@ pub(crate) fn fingerprint(activity: &NewActivity, occurred_at_sent: Option<i64>,
     keccak256(canonical.to_string()).to_string()
 }
 
-/// Whether `kind` may come through intake (the internal mint and burn types may not).
+/// Whether `kind` may come through intake (the internal mint type may not, nor any `_` type).
 pub(crate) fn intake_kind_ok(kind: &str) -> bool {
     !kind.is_empty()
         && kind.len() <= 64
         && !kind.starts_with('_')
         && kind != MINT
-        && kind != BURN
         && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }

@@ -11,9 +11,9 @@ use crate::{Error, item::ItemKind};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedItem {
-    /// `token`, `badge`, `burn` or `log`.
+    /// `token`, `badge` or `log`.
     pub kind: String,
-    /// PTKN base units (10^-18), for `token` and `burn`.
+    /// PTKN base units (10^-18), for `token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
     /// The PBADGE id, for `badge`.
@@ -61,7 +61,7 @@ pub struct ActivityView {
 pub struct ActivitySummary {
     /// The activity id (`GET /activity/{id}` has the proof and the items).
     pub id: String,
-    /// The activity type (`_mint` and `_burn` for direct mints and burns).
+    /// The activity type (`_mint` for direct mints).
     #[serde(rename = "type")]
     pub kind: String,
     /// `queued`, `batched`, `submitted`, `confirmed` or `failed`.

@@ -52,7 +52,7 @@ async fn idempotent_and_policy(engine: Engine) {
     let view = m.activity(&unknown.id).await.unwrap().unwrap();
     assert_eq!((view.status.as_str(), view.issued.len()), ("queued", 0), "stored, issues nothing");
 
-    // Direct mints and burns go the same way, idempotently.
+    // Direct mints go the same way, idempotently.
     let mint = m.mint("app", "mint-1", "bob", 5, "welcome").await.unwrap();
     assert_eq!(
         m.mint("app", "mint-1", "bob", 5, "welcome").await.unwrap(),

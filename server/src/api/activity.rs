@@ -1,7 +1,7 @@
 //! Activities and issuance (`shared/DESIGN.md` §7).
 //!
 //! `POST /activity/track` (app, Idempotency-Key) · `GET /activity/{id}` (app) ·
-//! `POST /mintToken` (app, Idempotency-Key) · `POST /v1/tokens/burn` (app, Idempotency-Key) ·
+//! `POST /mintToken` (app, Idempotency-Key) ·
 //! `GET /v1/wallets/{user_id}/{tokens,badges,activities}` (app) · `GET /wallet/{tokens,badges,activities}`
 //! (user, about `sub`).
 
@@ -32,7 +32,7 @@ use super::{
     wallets::accounts_error,
 };
 
-/// How long `/mintToken` and `/v1/tokens/burn` wait for the transaction to be submitted.
+/// How long `/mintToken` waits for the transaction to be submitted.
 const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The body of `/mintToken` and `/v1/tokens/burn`.
@@ -40,14 +40,14 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct Amount {
     #[schema(value_type = UserId)]
-    user_id: String,
+    pub(super) user_id: String,
     /// Whole PTKN: a decimal string or an integer ([`amount::whole`]).
     #[schema(value_type = amount::Amount)]
-    amount: Value,
-    /// Why (kept in the database).
+    pub(super) amount: Value,
+    /// Why (kept in the database for a mint, in the audit trail for a burn).
     #[serde(default)]
     #[schema(max_length = 256)]
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// An intake's answer.
@@ -59,7 +59,7 @@ pub(super) struct Queued {
     status: String,
 }
 
-/// A mint or burn in a submitted transaction.
+/// A mint in a submitted transaction.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Submitted {
@@ -67,7 +67,7 @@ pub(super) struct Submitted {
     id: String,
 }
 
-/// A mint or burn not yet submitted (or failed); `GET /activity/{id}` follows it.
+/// A mint not yet submitted (or failed); `GET /activity/{id}` follows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Pending {
     id: String,
@@ -192,36 +192,7 @@ pub(super) async fn mint(
     headers: HeaderMap,
     body: Result<Json<Amount>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    direct(state, caller, headers, body, "token.mint").await
-}
-
-/// `POST /v1/tokens/burn`: as `/mintToken`, burning PTKN from the user's account.
-#[utoipa::path(
-    post, path = "/v1/tokens/burn", tag = "activity", security(("bearer" = [])),
-    description = "Role app. Burns PTKN from the user's account (spending) through the mirror worker.",
-    params(IdempotencyKey), request_body = Amount,
-    responses(
-        (status = 200, description = "In a submitted transaction.", body = Submitted),
-        (status = 202, description = "Not submitted within 5 s (or failed); follow GET /activity/{id}.", body = Pending),
-        Writes,
-    ),
-)]
-pub(super) async fn burn(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Result<Json<Amount>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    direct(state, caller, headers, body, "token.burn").await
-}
-
-async fn direct(
-    state: Arc<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Result<Json<Amount>, JsonRejection>,
-    action: &str,
-) -> Result<Response, ApiError> {
+    let action = "token.mint";
     caller.require(Role::App)?;
     let key = idempotency::key(&headers)?;
     let Json(req) = body?;
@@ -234,12 +205,8 @@ async fn direct(
     let requested = json!({"amount": amount.to_string(), "reason": req.reason});
     audit_with(&state, &caller, (action, &target, "requested"), &headers, Some(&requested)).await?;
     let issuance = &state.issuance;
-    let tracked: Result<Tracked, ApiError> = if action == "token.burn" {
-        issuance.burn(&caller.sub, &key, &req.user_id, amount, &req.reason).await
-    } else {
-        issuance.mint(&caller.sub, &key, &req.user_id, amount, &req.reason).await
-    }
-    .map_err(issuance_error);
+    let tracked: Result<Tracked, ApiError> =
+        issuance.mint(&caller.sub, &key, &req.user_id, amount, &req.reason).await.map_err(issuance_error);
     let (outcome, details) = match &tracked {
         Ok(t) => ("queued", json!({"amount": amount.to_string(), "activity": t.id, "replay": !t.created})),
         Err(e) => ("refused", json!({"amount": amount.to_string(), "code": e.code()})),

@@ -143,7 +143,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(activity::track))
         .routes(routes!(activity::get))
         .routes(routes!(activity::mint))
-        .routes(routes!(activity::burn))
+        .routes(routes!(operations::burn))
         .routes(routes!(activity::tokens))
         .routes(routes!(activity::badges))
         .routes(routes!(activity::activities))

@@ -304,17 +304,58 @@ pub(super) async fn transfer(
         }
     };
     let amount = super::amount::whole("amount", amount, state.max_amount)?;
-    let ptkn = state.deployment.as_ref().map(|d| d.contracts.peruri_token);
-    let ptkn = ptkn.ok_or_else(|| ApiError::unavailable(&"no deployment: PTKN unknown"))?;
-    let units = U256::from(amount) * U256::from(10u64).pow(U256::from(18));
-    let data = operations::ptkn_transfer(recipient, units);
-    let call = CallRequest { to: ptkn.to_string(), value: None, data: Some(data.to_string()) };
-    let calls = SubmitRequest::Calls(PrepareRequest { calls: vec![call], policy: None });
+    let calls = ptkn_call(&state, operations::ptkn_transfer(recipient, ptkn_units(amount)))?;
     let fp = idempotency::fingerprint(
         "POST /v1/wallets/{user_id}/tokens/transfer",
         &json!({"user_id": user_id, "recipient": named, "amount": amount}),
     );
     send(&state, &caller, &headers, (&user_id, &key, &fp), &calls).await
+}
+
+/// `POST /v1/tokens/burn` (app): spending, as an operation of the user's own account.
+#[utoipa::path(
+    post, path = "/v1/tokens/burn", tag = "activity", security(("bearer" = [])),
+    description = "Role app. Spending: the user's own account burns `amount` PTKN (`PTKN.burn`) in an operation \
+        signed by the user's owner key in the HSM and carried by the bundler, as `…/operations` does; no other key \
+        can burn a user's tokens. Follow it at GET /v1/wallets/{user_id}/operations/{userOpHash}. 422 when the \
+        balance is short, 409 for a wallet not in custody.",
+    params(IdempotencyKey), request_body = super::activity::Amount,
+    responses((status = 202, description = "In the bundler's mempool.", body = Submitted), Writes),
+)]
+pub(super) async fn burn(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<super::activity::Amount>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::App)?;
+    let key = idempotency::key(&headers)?;
+    enabled(&state)?;
+    let Json(req) = body?;
+    let amount = super::amount::whole("amount", &req.amount, state.max_amount)?;
+    let calls = ptkn_call(&state, operations::ptkn_burn(ptkn_units(amount)))?;
+    let wallet = custodial(&state, &req.user_id).await?;
+    let requested = json!({"amount": amount.to_string(), "reason": req.reason});
+    audit_with(&state, &caller, ("token.burn", &wallet.did.to_string(), "requested"), &headers, Some(&requested))
+        .await?;
+    let fp = idempotency::fingerprint(
+        "POST /v1/tokens/burn",
+        &json!({"user_id": req.user_id, "amount": amount, "reason": req.reason}),
+    );
+    send(&state, &caller, &headers, (&req.user_id, &key, &fp), &calls).await
+}
+
+/// `whole` PTKN in base units (18 decimals).
+fn ptkn_units(whole: u64) -> U256 {
+    U256::from(whole) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// One call of PTKN with `data`, to prepare and send.
+fn ptkn_call(state: &AppState, data: Bytes) -> Result<SubmitRequest, ApiError> {
+    let ptkn = state.deployment.as_ref().map(|d| d.contracts.peruri_token);
+    let ptkn = ptkn.ok_or_else(|| ApiError::unavailable(&"no deployment: PTKN unknown"))?;
+    let call = CallRequest { to: ptkn.to_string(), value: None, data: Some(data.to_string()) };
+    Ok(SubmitRequest::Calls(PrepareRequest { calls: vec![call], policy: None }))
 }
 
 async fn prepare_for(

@@ -10,14 +10,20 @@ use serde_json::{Value, json};
 
 use crate::devnet::{eventually, start, stop, wait_for_record};
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
-    record: Value,
+/// The devnet's API as an app talks to it.
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) record: Value,
 }
 
 impl Api {
-    fn token(&self, name: &str) -> String {
+    /// The API of a devnet whose record is `record`.
+    pub(crate) fn of(record: Value) -> Self {
+        Self { http: reqwest::Client::new(), url: record["api_url"].as_str().unwrap().to_owned(), record }
+    }
+
+    pub(crate) fn token(&self, name: &str) -> String {
         self.record["tokens"][name].as_str().unwrap().to_owned()
     }
 
@@ -41,16 +47,16 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, token: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, key: Option<&str>, body: Value) -> (u16, Value) {
         self.send("POST", path, token, key, Some(body)).await
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.send("GET", path, token, None, None).await
     }
 
     /// Polls `path` until the operation is included; its status.
-    async fn included(&self, path: &str, token: &str) -> Value {
+    pub(crate) async fn included(&self, path: &str, token: &str) -> Value {
         eventually(path, || async {
             let (status, body) = self.get(path, token).await;
             assert_eq!(status, 200, "{body}");
@@ -66,7 +72,7 @@ async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = start(dir.path());
     let record = wait_for_record(&mut child, &dir.path().join("devnet.json"));
-    let api = Api { http: reqwest::Client::new(), url: record["api_url"].as_str().unwrap().to_owned(), record };
+    let api = Api::of(record);
     let (app, officer) = (api.token("app"), api.token("officer"));
     let chain = ProviderBuilder::new().connect_http(api.record["rpc_url"].as_str().unwrap().parse().unwrap());
     for user in ["op-user", "op-other", "demo-user"] {
@@ -142,6 +148,27 @@ async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
     assert_eq!(api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-2"), nobody).await.0, 404);
     let both = json!({"to_user_id": "op-other", "to": other, "amount": "1"});
     assert_eq!(api.post("/v1/wallets/op-user/tokens/transfer", &app, Some("t-3"), both).await.0, 400);
+
+    // Spending: the user's own account burns 2 of its 7, once under its key; more than it holds would
+    // not execute; a bad amount is refused; the issuer cannot burn at all.
+    let burn = json!({"userId": "op-user", "amount": "2", "reason": "coffee"});
+    let (status, sent) = api.post("/v1/tokens/burn", &app, Some("b-1"), burn.clone()).await;
+    assert_eq!(status, 202, "{sent}");
+    assert_eq!(api.post("/v1/tokens/burn", &app, Some("b-1"), burn).await, (202, sent.clone()));
+    let path = format!("/v1/wallets/op-user/operations/{}", sent["userOpHash"].as_str().unwrap());
+    assert_eq!(api.included(&path, &app).await["success"], true);
+    assert_eq!(token.balanceOf(account).call().await.unwrap(), whole(5), "burned once");
+    assert_eq!(token.totalSupply().call().await.unwrap(), whole(8));
+    let (status, body) =
+        api.post("/v1/tokens/burn", &app, Some("b-2"), json!({"userId": "op-user", "amount": "6"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("operation_not_executable")), "{body}");
+    let (status, body) =
+        api.post("/v1/tokens/burn", &app, Some("b-3"), json!({"userId": "op-user", "amount": "1.5"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_amount")), "{body}");
+    let issuer: Address = api.record["keys"]["issuer"].as_str().unwrap().parse().unwrap();
+    let by_issuer = token.burnFrom(account, whole(1)).from(issuer).call().await;
+    assert!(by_issuer.is_err(), "the issuer cannot burn a user's tokens");
+    assert_eq!(token.balanceOf(account).call().await.unwrap(), whole(5));
 
     // The user's own routes.
     let user = api.token("user");

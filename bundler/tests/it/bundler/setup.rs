@@ -1,6 +1,6 @@
 //! Shared set-up: chain with everything deployed, HSM keys, and a bundler over a test database
-//! validating with the revm simulator (Peruri's factories and paymasters trusted by its rules, as in
-//! `custody serve`; the bundler's own reputation trusts nothing unless a test says so).
+//! validating with the revm simulator (Peruri's factories trusted by its rules and its staked paymasters held to
+//! them, as in `custody serve`; the bundler's own reputation trusts nothing unless a test says so).
 
 use std::sync::Arc;
 
@@ -63,18 +63,12 @@ impl Env {
         BundlerConfig { debug_methods: true, bundling_mode: mode, poll_interval_ms: 100, ..Default::default() }
     }
 
-    /// The revm simulator over the chain, Peruri's factories and paymasters trusted by its rules.
+    /// The revm simulator over the chain, Peruri's factories trusted by its rules (as in `custody serve`;
+    /// the paymasters are staked and meet the rules as they are).
     pub(crate) fn simulator(&self) -> Simulator {
         let c = &self.deployment.contracts;
-        let ours = [
-            c.account_factory(EntryPointVersion::V07),
-            c.account_factory(EntryPointVersion::V08),
-            c.peruri_paymaster_v07,
-            c.peruri_paymaster_v08,
-        ];
         let mut config = SimConfig::new(self.chain.chain_id());
-        config.trusted.factories.extend(ours);
-        config.trusted.paymasters.extend(ours);
+        config.trusted.factories.extend(EntryPointVersion::ALL.map(|v| c.account_factory(v)));
         Simulator::new(self.provider.clone(), config)
     }
 
