@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build, run and test Peruri Custody:
-# SoftHSM2 and promtool (Debian), the moto KMS server and schemathesis (PyPI), the contracts' npm packages, and
+# SoftHSM2, promtool and the PostgreSQL client tools (Debian), the moto KMS server and schemathesis (PyPI), the contracts' npm packages, and
 # cargo-nextest. Idempotent: each step runs only when its part is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,11 @@ fi
 if ! command -v promtool >/dev/null 2>&1; then
   say "installing promtool (Debian package prometheus), which checks the alert rules in ops/"
   apt_install prometheus
+fi
+
+if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1; then
+  say "installing the PostgreSQL client tools (Debian package postgresql-client), which custody backup uses"
+  apt_install postgresql-client
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -68,6 +68,10 @@ enum Command {
     /// PeruriPaymaster's EntryPoint deposits: show, top up.
     #[command(subcommand)]
     Paymaster(cli::paymaster::PaymasterCommand),
+    /// Back up the database, the SoftHSM token and the deployment record to a new directory.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a backup into the (empty) database and token this configuration names.
+    Restore(cli::backup::RestoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +104,8 @@ fn main() -> std::process::ExitCode {
             Command::Serve => serve::run(config::Config::load(cli.config.as_deref())?).await,
             Command::Reindex => serve::reindex(&config::Config::load(cli.config.as_deref())?).await,
             Command::Paymaster(cmd) => cli::paymaster::run(cmd, &config::Config::load(cli.config.as_deref())?).await,
+            Command::Backup(args) => cli::backup::backup(args, &config::Config::load(cli.config.as_deref())?).await,
+            Command::Restore(args) => cli::backup::restore(args, &config::Config::load(cli.config.as_deref())?).await,
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! Operator commands.
 
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod enroll;
 pub(crate) mod keys;
 pub(crate) mod paymaster;

@@ -4,6 +4,7 @@
 
 mod activity;
 mod auth;
+mod backup;
 mod chain_identity;
 mod crash;
 mod devnet;

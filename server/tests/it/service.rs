@@ -193,7 +193,7 @@ public_key_file = "{ed}"
     }
 
     /// The `custody` binary pointed at this token, database and deployment record.
-    fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_custody"));
         command
             .env("SOFTHSM2_CONF", self.hsm.conf_path())
