@@ -5,6 +5,7 @@
 //! one machine and `bench` runs the load generators; the production binary has neither.
 
 mod api;
+mod approvals;
 mod audit;
 mod audit_checkpoint;
 #[cfg(feature = "dev")]

@@ -160,6 +160,16 @@ async fn spawn_audit_checkpoints(config: &Config, state: &AppState, tasks: &mut 
     Ok(())
 }
 
+/// Approved dual-control operations the last run did not finish run again (each resumes where it stopped).
+async fn resume_approved(state: &AppState) -> anyhow::Result<()> {
+    for approval in crate::approvals::unfinished(&state.pool).await? {
+        tracing::warn!(approval = %approval.id, action = %approval.action, "resuming an approved operation");
+        let (pool, keyring, audit) = (state.pool.clone(), state.keyring.clone(), state.audit.clone());
+        tokio::spawn(crate::approvals::execute(pool, keyring, audit, approval));
+    }
+    Ok(())
+}
+
 pub(crate) fn deployment_record(path: &std::path::Path) -> anyhow::Result<custody_contracts::Deployment> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing the deployment record {}", path.display()))
@@ -258,6 +268,7 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
     spawn_issuance(&config, &state, &mut tasks).await?;
     spawn_paymaster_settler(&state, &mut tasks);
     spawn_audit_checkpoints(&config, &state, &mut tasks).await?;
+    resume_approved(&state).await?;
     let limits = Limits {
         body_bytes: config.server.body_limit_bytes,
         timeout: Duration::from_secs(config.server.request_timeout_secs),

@@ -8,6 +8,7 @@
 
 mod activity;
 mod amount;
+mod approvals;
 pub(crate) mod auth;
 mod doc;
 pub(crate) mod error;
@@ -135,6 +136,10 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(health::metrics))
         .routes(routes!(audit_page))
         .routes(routes!(keys::list))
+        .routes(routes!(approvals::rotate_kek))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::get))
         .routes(routes!(wallets::create))
         .routes(routes!(wallets::get))
         .routes(routes!(wallets::deactivate))

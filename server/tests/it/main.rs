@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, unreachable_pub, missing_debug_implementations, dead_code)]
 
 mod activity;
+mod approvals;
 mod auth;
 mod backup;
 mod chain_identity;
