@@ -165,6 +165,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(operations::status))
         .routes(routes!(operations::status_own))
         .routes(routes!(operations::transfer))
+        .routes(routes!(operations::transfer_own))
         .split_for_parts();
     let document: Arc<str> = document.to_pretty_json().unwrap_or_default().into();
     api.route("/openapi.json", get(move || openapi(document.clone())))

@@ -279,8 +279,35 @@ pub(super) async fn transfer(
     body: Result<Json<TransferRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::App)?;
-    let key = idempotency::key(&headers)?;
-    enabled(&state)?;
+    transfer_for(&state, &caller, &headers, &user_id, body).await
+}
+
+/// `POST /wallet/tokens/transfer` (user): a PTKN transfer from the caller's own account.
+#[utoipa::path(
+    post, path = "/wallet/tokens/transfer", tag = "user", security(("bearer" = [])),
+    description = "Role user: transfer PTKN from the calling user's own wallet (see the app route).",
+    params(IdempotencyKey), request_body = TransferRequest,
+    responses((status = 202, description = "In the bundler's mempool.", body = Submitted), Writes),
+)]
+pub(super) async fn transfer_own(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<TransferRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::User)?;
+    transfer_for(&state, &caller, &headers, &caller.sub.clone(), body).await
+}
+
+async fn transfer_for(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    user_id: &str,
+    body: Result<Json<TransferRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::key(headers)?;
+    enabled(state)?;
     let Json(req) = match body {
         Ok(json) => json,
         Err(JsonRejection::JsonDataError(_)) => {
@@ -304,12 +331,12 @@ pub(super) async fn transfer(
         }
     };
     let amount = super::amount::whole("amount", amount, state.max_amount)?;
-    let calls = ptkn_call(&state, operations::ptkn_transfer(recipient, ptkn_units(amount)))?;
+    let calls = ptkn_call(state, operations::ptkn_transfer(recipient, ptkn_units(amount)))?;
     let fp = idempotency::fingerprint(
         "POST /v1/wallets/{user_id}/tokens/transfer",
         &json!({"user_id": user_id, "recipient": named, "amount": amount}),
     );
-    send(&state, &caller, &headers, (&user_id, &key, &fp), &calls).await
+    send(state, caller, headers, (user_id, &key, &fp), &calls).await
 }
 
 /// `POST /v1/tokens/burn` (app): spending, as an operation of the user's own account.

@@ -179,6 +179,22 @@ async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
     let path = format!("/wallet/operations/{}", sent["userOpHash"].as_str().unwrap());
     assert_eq!(api.included(&path, &user).await["success"], true);
     assert_eq!(api.get(&status_path, &user).await.0, 403, "a user reads only under /wallet");
+    // The demo user sends 1 PTKN of its own to op-other (minted to it first), once under its key.
+    let (_, demo) = api.get("/v1/wallets/demo-user", &app).await;
+    let demo: Address = demo["address"].as_str().unwrap().parse().unwrap();
+    let mint = json!({"userId": "demo-user", "amount": "2"});
+    assert!([200, 202].contains(&api.post("/mintToken", &app, Some("m-2"), mint).await.0));
+    eventually("the demo mint", || async { (token.balanceOf(demo).call().await.unwrap() == whole(2)).then_some(()) })
+        .await;
+    let own = json!({"to_user_id": "op-other", "amount": "1"});
+    let (status, sent) = api.post("/wallet/tokens/transfer", &user, Some("ut-1"), own.clone()).await;
+    assert_eq!(status, 202, "{sent}");
+    assert_eq!(api.post("/wallet/tokens/transfer", &user, Some("ut-1"), own.clone()).await, (202, sent.clone()));
+    let path = format!("/wallet/operations/{}", sent["userOpHash"].as_str().unwrap());
+    assert_eq!(api.included(&path, &user).await["success"], true);
+    assert_eq!(token.balanceOf(demo).call().await.unwrap(), whole(1), "moved once, from the user's own account");
+    assert_eq!(token.balanceOf(other).call().await.unwrap(), whole(4));
+    assert_eq!(api.post("/wallet/tokens/transfer", &app, Some("ut-2"), own).await.0, 403, "the app uses its route");
 
     // Refused, nothing sent: another user's prepared operation, the wrong role, malformed calls, no key,
     // no wallet, an expired prepared operation.
