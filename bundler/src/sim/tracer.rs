@@ -16,7 +16,7 @@ use revm::bytecode::opcode;
 use revm::context_interface::ContextTr;
 use revm::interpreter::interpreter_types::{InputsTr, InterpreterTypes, Jumps, MemoryTr, StackTr};
 use revm::interpreter::{
-    CallInputs, CallOutcome, CreateInputs, CreateOutcome, CreateScheme, InstructionResult, Interpreter,
+    CallInputs, CallOutcome, CallScheme, CreateInputs, CreateOutcome, CreateScheme, InstructionResult, Interpreter,
 };
 
 use crate::config::Hardfork;
@@ -143,7 +143,10 @@ impl Tracer {
             Some(parent) => parent.entity,
             None => None,
         };
-        let exempt = code_address == p.entry_point || code_address == p.sender_creator;
+        // Only the EntryPoint's and SenderCreator's own frames are theirs: their code run in another
+        // account's context (DELEGATECALL, CALLCODE) is that account's, and OP-054 refuses it.
+        let infrastructure = code_address == p.entry_point || code_address == p.sender_creator;
+        let exempt = infrastructure && target == code_address;
         self.frames.push(Frame { entity, exempt });
         entity
     }
@@ -303,7 +306,16 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
     fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
         let caller_entity = self.current();
         let entity = self.enter(inputs.caller, inputs.target_address, inputs.bytecode_address);
+        let (ep, sc) = (self.parties.entry_point, self.parties.sender_creator);
         match caller_entity {
+            Some(entity)
+                if (inputs.bytecode_address == ep || inputs.bytecode_address == sc)
+                    && inputs.target_address != inputs.bytecode_address =>
+            {
+                let whose = if inputs.bytecode_address == ep { "EntryPoint" } else { "SenderCreator" };
+                let how = if inputs.scheme == CallScheme::CallCode { "CALLCODE" } else { "DELEGATECALL" };
+                self.violation(entity, "OP-054", format!("{how} into the {whose}'s code"));
+            }
             Some(entity) if inputs.target_address == self.parties.entry_point => {
                 let input = inputs.input.bytes(context);
                 let value = inputs.transfer_value().unwrap_or_default();

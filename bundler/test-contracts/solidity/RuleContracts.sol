@@ -124,6 +124,26 @@ contract EntryPointCallAccount is RuleAccount {
     }
 }
 
+/// OP-054: the EntryPoint's code run in the account's own context (DELEGATECALL), where the tracer would
+/// otherwise take it for the EntryPoint itself.
+contract EntryPointDelegateAccount is RuleAccount {
+    function _probe(address) internal override {
+        (bool ok,) = msg.sender.delegatecall(abi.encodeCall(INonces.getNonce, (address(this), 1)));
+        ok;
+    }
+}
+
+/// OP-054: the same through CALLCODE.
+contract EntryPointCallCodeAccount is RuleAccount {
+    function _probe(address) internal override {
+        bytes memory input = abi.encodeCall(INonces.getNonce, (address(this), 1));
+        address entryPoint = msg.sender;
+        assembly ("memory-safe") {
+            pop(callcode(gas(), entryPoint, 0, add(input, 0x20), mload(input), 0, 0))
+        }
+    }
+}
+
 /// OP-031: CREATE2 outside the factory.
 contract Create2Account is RuleAccount {
     function _probe(address) internal override {
