@@ -76,6 +76,8 @@ pub(crate) struct Tracer {
     hardfork: Hardfork,
     frames: Vec<Frame>,
     gas_pending: bool,
+    /// The last opcode was EXTCODESIZE of the EntryPoint: only ISZERO may follow (OP-051).
+    entry_point_size_pending: bool,
     create2_seen: bool,
     /// Rules broken regardless of stake.
     pub(crate) violations: Vec<Violation>,
@@ -101,6 +103,7 @@ impl Tracer {
             hardfork,
             frames: Vec::new(),
             gas_pending: false,
+            entry_point_size_pending: false,
             create2_seen: false,
             violations: Vec::new(),
             balance_uses: Vec::new(),
@@ -240,11 +243,15 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
     fn step(&mut self, interp: &mut Interpreter<INTR>, _context: &mut CTX) {
         let Some(entity) = self.current() else {
             self.gas_pending = false;
+            self.entry_point_size_pending = false;
             return;
         };
         let op = interp.bytecode.opcode();
         if std::mem::take(&mut self.gas_pending) && !is_call(op) {
             self.violation(entity, "OP-012", "GAS not followed immediately by a call");
+        }
+        if std::mem::take(&mut self.entry_point_size_pending) && op != opcode::ISZERO {
+            self.violation(entity, "OP-054", "EXTCODESIZE of the EntryPoint used other than by ISZERO (OP-051)");
         }
         let here = interp.input.target_address();
         match op {
@@ -291,7 +298,9 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
                 if let Some(target) = stack_top(&interp.stack, 0) {
                     let target = Address::from_word(B256::from(target));
                     if target == self.parties.entry_point {
-                        if op != opcode::EXTCODESIZE {
+                        if op == opcode::EXTCODESIZE {
+                            self.entry_point_size_pending = true;
+                        } else {
                             self.violation(entity, "OP-054", "EXTCODEHASH/EXTCODECOPY of the EntryPoint");
                         }
                     } else {

@@ -144,6 +144,28 @@ contract EntryPointCallCodeAccount is RuleAccount {
     }
 }
 
+/// OP-051: EXTCODESIZE of the EntryPoint followed by ISZERO (an existence check) is allowed. (The result
+/// goes through memory: `if iszero(...)` would be compiled to a bare JUMPI, without the ISZERO.)
+contract EntryPointExistsAccount is RuleAccount {
+    function _probe(address) internal view override {
+        address entryPoint = msg.sender;
+        assembly ("memory-safe") {
+            mstore(0, iszero(extcodesize(entryPoint)))
+            if mload(0) { revert(0, 0) }
+        }
+    }
+}
+
+/// OP-054: EXTCODESIZE of the EntryPoint used for anything but ISZERO.
+contract EntryPointCodeSizeAccount is RuleAccount {
+    function _probe(address) internal view override {
+        address entryPoint = msg.sender;
+        assembly ("memory-safe") {
+            if lt(extcodesize(entryPoint), 100) { revert(0, 0) }
+        }
+    }
+}
+
 /// OP-031: CREATE2 outside the factory.
 contract Create2Account is RuleAccount {
     function _probe(address) internal override {

@@ -50,6 +50,7 @@ async fn each_rule_rejects_its_contract_and_a_trusted_sender_passes() {
         ("EntryPointCallAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("EntryPointDelegateAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("EntryPointCallCodeAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
+        ("EntryPointCodeSizeAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("ValueCallAccount", Helper::Store, RpcErrorCode::BannedOpcode, "OP-061"),
         ("BalanceAccount", Helper::Store, RpcErrorCode::StakeTooLow, "OP-080"),
         ("UnassociatedStorageAccount", Helper::Store, RpcErrorCode::StakeTooLow, "STO-033"),
@@ -69,6 +70,16 @@ async fn each_rule_rejects_its_contract_and_a_trusted_sender_passes() {
             let trusted = env.simulator_with(config).validate(&op, version).await;
             assert!(trusted.is_ok(), "{context}: a trusted sender skips the rules: {trusted:?}");
         }
+    }
+}
+
+/// OP-051: `EXTCODESIZE` of the EntryPoint then `ISZERO`, the existence check before `depositTo`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existence_check_of_the_entry_point_is_allowed() {
+    let env = env().await;
+    let sender = env.install("EntryPointExistsAccount").await;
+    for version in EntryPointVersion::ALL {
+        env.simulator().validate(&env.rule_op(sender, Address::ZERO), version).await.expect("OP-051");
     }
 }
 
