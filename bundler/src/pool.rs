@@ -164,6 +164,8 @@ impl Mempool {
             }
         }
 
+        self.check_roles(&op, &validated, replaces).await?;
+
         let stored = StoredOp {
             hash,
             entry_point,
@@ -197,6 +199,44 @@ impl Mempool {
                     ),
                 )
                 .with_data(serde_json::json!({ entity_key(entity): address })));
+            }
+        }
+        Ok(())
+    }
+
+    /// STO-040: an address is a sender or an entity (factory, paymaster) in the mempool, never both;
+    /// STO-041: an operation does not touch the storage of another pending operation's sender. (The other
+    /// side of STO-041, a new sender whose storage a pending operation touched, is kept out of the same
+    /// bundle by the builder.)
+    async fn check_roles(
+        &self,
+        op: &UserOperation,
+        validated: &ValidatedOp,
+        replaces: Option<B256>,
+    ) -> Result<(), ValidationError> {
+        let others = |ops: Vec<StoredOp>| ops.into_iter().any(|o| Some(o.hash) != replaces && o.op.sender != op.sender);
+        let refuse = |rule: &str, why: String| {
+            reject(RpcErrorCode::BannedOpcode, format!("ERC-7562 {rule}: {why}"))
+                .with_data(serde_json::json!({ "rule": rule }))
+        };
+        for (entity, address) in entities(op).into_iter().skip(1) {
+            if others(self.store.live_ops_of(EntityColumn::Sender, address).await?) {
+                let why = format!("{entity:?} {address} is the sender of another operation in the mempool");
+                return Err(refuse("STO-040", why));
+            }
+        }
+        for column in [EntityColumn::Factory, EntityColumn::Paymaster] {
+            if others(self.store.live_ops_of(column, op.sender).await?) {
+                let why =
+                    format!("the sender {} is a {} of another operation in the mempool", op.sender, column.as_str());
+                return Err(refuse("STO-040", why));
+            }
+        }
+        for address in validated.accessed_addresses.iter().filter(|a| **a != op.sender) {
+            if others(self.store.live_ops_of(EntityColumn::Sender, *address).await?) {
+                let why =
+                    format!("validation touched the storage of {address}, the sender of another pending operation");
+                return Err(refuse("STO-041", why));
             }
         }
         Ok(())
@@ -303,6 +343,45 @@ mod tests {
         assert!(replacement_allowed(&op(5, 5), &op(6, 6)));
         // Zero-fee chain: equal zero fees replace.
         assert!(replacement_allowed(&op(0, 0), &op(0, 0)));
+    }
+
+    /// STO-040: an address is a sender or an entity in the mempool, never both (either order); STO-041: a
+    /// new operation touching the storage of another pending sender is refused; its own sender is fine.
+    #[tokio::test]
+    async fn an_address_has_one_role_and_no_operation_touches_another_pending_sender() {
+        let (pool, _) = mempool().await;
+        let (s1, s2, pm) = (Address::repeat_byte(0x11), Address::repeat_byte(0x12), Address::repeat_byte(0x13));
+        add(&pool, &UserOperation { sender: s1, paymaster: Some(pm), ..op(0, 0) }, 0, false, None).await.expect("s1");
+        // The paymaster of a pending operation cannot be a sender, nor a pending sender a paymaster.
+        let e = add(&pool, &UserOperation { sender: pm, ..op(0, 0) }, 0, false, None).await.expect_err("STO-040");
+        assert_eq!(
+            (e.code, e.data.as_ref().map(|d| d["rule"].clone())),
+            (RpcErrorCode::BannedOpcode, Some("STO-040".into()))
+        );
+        let e = add(&pool, &UserOperation { sender: s2, paymaster: Some(s1), ..op(0, 0) }, 0, false, None).await;
+        assert!(e.expect_err("STO-040").message.contains("STO-040"));
+        // STO-041: touching s1's storage while s1 has a pending operation.
+        let touching = UserOperation { sender: s2, ..op(0, 0) };
+        let hash = touching.hash(EntryPointVersion::V08, EntryPointVersion::V08.address(), 1337).expect("hash");
+        let mut v = validated(hash, s2, 0, false);
+        v.accessed_addresses = vec![s2, s1];
+        let e = pool.admit(EntryPointVersion::V08, hash, touching.clone(), v.clone(), None, None).await;
+        let e = e.expect_err("STO-041");
+        assert!(e.message.contains("STO-041") && e.message.contains(&s1.to_string()), "{e}");
+        // Its own storage, or a contract no pending operation sends from, is fine.
+        v.accessed_addresses = vec![s2, Address::repeat_byte(0x14)];
+        pool.admit(EntryPointVersion::V08, hash, touching, v, None, None).await.expect("no other sender touched");
+        // A replacement of s1's own operation is no conflict with itself.
+        let again = UserOperation { sender: s1, paymaster: Some(pm), ..op(0, 0) };
+        add(
+            &pool,
+            &UserOperation { max_fee_per_gas: U256::from(1), max_priority_fee_per_gas: U256::from(1), ..again },
+            0,
+            false,
+            None,
+        )
+        .await
+        .expect("replaces its own");
     }
 
     /// GREP-010 reached by counting: the operation whose opsSeen bans its sender is refused, and the

@@ -499,7 +499,7 @@ pub(crate) enum EntityColumn {
 }
 
 impl EntityColumn {
-    const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Sender => "sender",
             Self::Factory => "factory",
