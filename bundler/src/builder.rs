@@ -400,7 +400,7 @@ impl Bundler {
         let mut per_entity: HashMap<Address, u64> = HashMap::new();
         for hash in &included {
             if let Some(op) = self.store.op(*hash).await? {
-                for (_, address) in entities(&op.op) {
+                for (_, address) in crate::pool::reputation_entities(&op) {
                     *per_entity.entry(address).or_default() += 1;
                 }
                 let waited = now_millis().saturating_sub(op.received_at);

@@ -184,7 +184,7 @@ impl Mempool {
                 "another operation with this sender and nonce was accepted at the same time; resend".to_owned(),
             ));
         }
-        for (entity, address) in entities(&stored.op) {
+        for (entity, address) in reputation_entities(&stored) {
             self.reputation.seen(address).await?;
             // GREP-010: an entity this count bans leaves the mempool with every operation naming it.
             if !self.trusted.contains(&address)
@@ -250,6 +250,13 @@ impl Mempool {
         }
         self.store.set_status(&hashes, &[OpStatus::Pending], OpStatus::Dropped, Some("entity banned"), None).await
     }
+}
+
+/// The entities whose reputation an operation counts: its factory and paymaster, and its sender only when
+/// staked (ERC-7562 UREP-010: an unstaked sender is held to SAME_SENDER_MEMPOOL_COUNT, not to reputation).
+pub(crate) fn reputation_entities(op: &StoredOp) -> Vec<(Entity, Address)> {
+    let staked_sender = op.validated.staked.iter().any(|(e, s)| *e == Entity::Sender && *s);
+    entities(&op.op).into_iter().filter(|(e, _)| *e != Entity::Sender || staked_sender).collect()
 }
 
 /// The entities an operation names: sender, factory, paymaster.
@@ -384,8 +391,8 @@ mod tests {
         .expect("replaces its own");
     }
 
-    /// GREP-010 reached by counting: the operation whose opsSeen bans its sender is refused, and the
-    /// sender's pending operations leave with it.
+    /// GREP-010 reached by counting: the operation whose opsSeen bans its (staked) sender is refused, and
+    /// the sender's pending operations leave with it. An unstaked sender has no reputation (UREP-010).
     #[tokio::test]
     async fn an_entity_banned_by_its_counts_leaves_the_mempool() {
         let (pool, store) = mempool().await;
@@ -397,8 +404,11 @@ mod tests {
             .await
             .expect("reputation set");
         let at = |key: u64| UserOperation { sender, nonce: U256::from(key) << 64, ..op(0, 0) };
-        let first = add(&pool, &at(1), 0, false, None).await.expect("still ok");
-        let e = add(&pool, &at(2), 0, false, None).await.expect_err("the op that bans it");
+        let unstaked = Address::repeat_byte(3);
+        add(&pool, &UserOperation { sender: unstaked, ..op(0, 0) }, 0, false, None).await.expect("admitted");
+        assert_eq!(store.reputation(unstaked).await.expect("read"), None, "no reputation for an unstaked sender");
+        let first = add(&pool, &at(1), 0, true, None).await.expect("still ok");
+        let e = add(&pool, &at(2), 0, true, None).await.expect_err("the op that bans it");
         assert_eq!(e.code, RpcErrorCode::Banned, "{e}");
         assert!(e.message.contains("GREP-010"), "{e}");
         assert_eq!(
@@ -407,7 +417,7 @@ mod tests {
             "the pending one left"
         );
         assert!(store.live_op(EntryPointVersion::V08, sender, at(2).nonce).await.expect("read").is_none());
-        let e = add(&pool, &at(3), 0, false, None).await.expect_err("banned");
+        let e = add(&pool, &at(3), 0, true, None).await.expect_err("banned");
         assert_eq!(e.code, RpcErrorCode::Banned);
     }
 
@@ -443,9 +453,10 @@ mod tests {
                 .await
                 .expect("staked sender");
         }
-        // Every admission was seen: 4 + 1 replacement for the first sender.
+        // The staked sender's admissions were seen; the unstaked one has no reputation (UREP-010).
         let rep = ReputationBook::new(store.clone());
-        assert_eq!(rep.get(sender).await.expect("rep"), Reputation { ops_seen: 5, ops_included: 0 });
+        assert_eq!(rep.get(staked).await.expect("rep"), Reputation { ops_seen: 6, ops_included: 0 });
+        assert_eq!(rep.get(sender).await.expect("rep"), Reputation { ops_seen: 0, ops_included: 0 });
         // Banned: refused before validation, and its live operations dropped.
         rep.set(sender, Reputation { ops_seen: 1_000, ops_included: 0 }).await.expect("set");
         assert_eq!(add(&pool, &at(9, 10), 0, false, None).await.expect_err("banned").code, RpcErrorCode::Banned);
