@@ -119,7 +119,7 @@ impl Budget {
         reserve: Option<u64>,
     ) -> Result<Result<(), Denial>, Error> {
         let _turn = self.gate.turn().await;
-        let mut db = self.pool.begin().await.map_err(Error::db("begin reserve"))?;
+        let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin reserve"))?;
         // Counted limits need the policy's lock, so two requests never both take the last of a budget;
         // a policy without any has nothing to overspend.
         let counted = policy.limits.iter().any(|l| l.scope != Scope::Operation);
@@ -203,7 +203,7 @@ impl Budget {
     /// inclusion). Returns whether a row changed.
     pub async fn settle(&self, id: &str, gas_used: u64, user_op_hash: B256, tx_hash: B256) -> Result<bool, Error> {
         let _turn = self.gate.turn().await;
-        let mut db = self.pool.begin().await.map_err(Error::db("begin settle"))?;
+        let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin settle"))?;
         let Some(row) = reserved(&mut db, id).await?.filter(|r| r.status != "settled") else { return Ok(false) };
         let gas_used = i64::try_from(gas_used).unwrap_or(i64::MAX);
         // A reserved one counted its limits; a released one counted nothing any more.
@@ -237,7 +237,7 @@ impl Budget {
     /// Releases the reservations whose signatures expired before `before` (unix seconds). Returns how many.
     pub async fn release_expired(&self, before: u64) -> Result<u64, Error> {
         let _turn = self.gate.turn().await;
-        let mut db = self.pool.begin().await.map_err(Error::db("begin release"))?;
+        let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin release"))?;
         let ids: Vec<String> =
             sqlx::query("SELECT id FROM paymaster_sponsorships WHERE status = 'reserved' AND valid_until < $1")
                 .bind(i64::try_from(before).unwrap_or(i64::MAX))

@@ -84,6 +84,7 @@ impl Checkpointer {
             }
             self.sender.finish(&settled.id).await?;
         }
+        self.record_unanchored_age().await?;
         let Some(head) =
             sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?
         else {
@@ -131,6 +132,20 @@ impl Checkpointer {
         write.commit().await?;
         self.sender.broadcast(&id, &self.key).await?;
         Ok(Some(seq))
+    }
+
+    /// Sets `custody_audit_unanchored_seconds`: how long the oldest entry no anchored checkpoint covers
+    /// has waited (0 when every entry is covered), the alert's measure of a late checkpoint.
+    async fn record_unanchored_age(&self) -> anyhow::Result<()> {
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT at FROM audit_log WHERE seq = (SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) + 1 \
+             FROM audit_checkpoints WHERE tx_hash IS NOT NULL)",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let waited = oldest.map_or(0, |at| custody_db::now_millis().saturating_sub(at).max(0));
+        metrics::gauge!("custody_audit_unanchored_seconds").set(waited as f64 / 1000.0);
+        Ok(())
     }
 
     /// Steps every `interval`, and at once when `sensitive` is notified (a sensitive operation was

@@ -367,7 +367,7 @@ pub(crate) fn api_config(
 
 /// The devnet's paymaster: the `paymaster` key, one policy `devnet` sponsoring any call of any account,
 /// at most 1,000 operations per sender and day.
-fn paymaster_config() -> custody_paymaster::PaymasterConfig {
+pub(crate) fn paymaster_config() -> custody_paymaster::PaymasterConfig {
     use custody_paymaster::{Limit, PaymasterConfig, PolicyConfig, Reset, Scope};
     let daily = Limit { scope: Scope::Sender, max_gas: None, max_ops: Some(1_000), reset: Reset::Daily };
     let policy = PolicyConfig { id: "devnet".to_owned(), limits: vec![daily], ..Default::default() };

@@ -96,34 +96,13 @@ pub(crate) async fn prepare(
         ..Default::default()
     };
     let now = crate::audit::now_millis().unsigned_abs() / 1000;
-    let mut expires_at = now + PREPARED_FOR_SECS;
-    if let Some(paymaster) = &state.paymaster {
-        op = match paymaster.sponsor(&op, version, policy, now).await.map_err(|e| ApiError::unavailable(&e))? {
-            Ok(Ok(op)) => op,
-            Ok(Err(reason)) => return Err(not_executable(&reason)),
-            Err(denial) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "sponsorship_denied",
-                    format!(
-                        "policy {} refuses to sponsor this operation ({}): {}",
-                        denial.policy, denial.rule, denial.message
-                    ),
-                ));
-            }
-        };
-        if let Some(until) = op.paymaster_data.as_ref().and_then(|d| d.get(..6)) {
-            let until = until.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
-            expires_at = expires_at.min(until.saturating_sub(30));
-        }
-    } else {
-        let gas = bundler.estimate_user_operation_gas(&op, version.address(), None).await;
-        let gas = gas.map_err(|e| not_executable(&e.message))?;
-        let gas = gas.ok_or_else(|| unconfigured("operations need the bundler's gas estimation"))?;
-        op.pre_verification_gas = gas.pre_verification_gas;
-        op.verification_gas_limit = gas.verification_gas_limit;
-        op.call_gas_limit = gas.call_gas_limit;
+    let mut completed = complete(state, bundler, op.clone(), version, policy, now).await;
+    // The account's deploying operation was included between the code check and the simulation.
+    if !deployed && matches!(&completed, Err(e) if e.code == "operation_not_executable" && e.message.contains("AA10")) {
+        (op.factory, op.factory_data) = (None, None);
+        completed = complete(state, bundler, op, version, policy, now).await;
     }
+    let (mut op, expires_at) = completed?;
     op.signature = Bytes::new();
     let hash = op.hash(version, version.address(), chain.chain_id).map_err(|e| ApiError::internal(&e))?;
     let summary = summary(calls, state.deployment.as_ref().map(|d| d.contracts.peruri_token));
@@ -220,6 +199,47 @@ pub(crate) async fn submit(state: &AppState, user_id: &str, stored: &Stored) -> 
 }
 
 /// `execute` for one call, `executeBatch` for several.
+/// `op` sponsored by the paymaster (when there is one) or with the bundler's gas estimate alone; with
+/// the last second it may be submitted.
+async fn complete(
+    state: &AppState,
+    bundler: &custody_bundler::Bundler,
+    mut op: UserOperation,
+    version: EntryPointVersion,
+    policy: Option<&str>,
+    now: u64,
+) -> Result<(UserOperation, u64), ApiError> {
+    let mut expires_at = now + PREPARED_FOR_SECS;
+    if let Some(paymaster) = &state.paymaster {
+        op = match paymaster.sponsor(&op, version, policy, now).await.map_err(|e| ApiError::unavailable(&e))? {
+            Ok(Ok(op)) => op,
+            Ok(Err(reason)) => return Err(not_executable(&reason)),
+            Err(denial) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "sponsorship_denied",
+                    format!(
+                        "policy {} refuses to sponsor this operation ({}): {}",
+                        denial.policy, denial.rule, denial.message
+                    ),
+                ));
+            }
+        };
+        if let Some(until) = op.paymaster_data.as_ref().and_then(|d| d.get(..6)) {
+            let until = until.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
+            expires_at = expires_at.min(until.saturating_sub(30));
+        }
+    } else {
+        let gas = bundler.estimate_user_operation_gas(&op, version.address(), None).await;
+        let gas = gas.map_err(|e| not_executable(&e.message))?;
+        let gas = gas.ok_or_else(|| unconfigured("operations need the bundler's gas estimation"))?;
+        op.pre_verification_gas = gas.pre_verification_gas;
+        op.verification_gas_limit = gas.verification_gas_limit;
+        op.call_gas_limit = gas.call_gas_limit;
+    }
+    Ok((op, expires_at))
+}
+
 fn call_data(calls: &[Call]) -> Bytes {
     match calls {
         [one] => account::execute(one.to, one.value, one.data.clone()),

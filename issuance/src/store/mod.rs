@@ -64,7 +64,7 @@ impl Store {
         what: &'static str,
     ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>), Error> {
         let turn = self.write_gate.turn().await;
-        Ok((turn, self.pool.begin().await.map_err(Error::db(what))?))
+        Ok((turn, self.write_gate.begin(&self.pool).await.map_err(Error::db(what))?))
     }
 
     /// Runs `statements` (each with the name of its operation) in one write transaction, `what`.

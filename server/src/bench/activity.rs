@@ -21,9 +21,8 @@ use alloy::{
     rpc::types::TransactionRequest,
 };
 use anyhow::{Context, bail};
-use custody_contracts::test_utils::LocalChainConfig;
 use custody_hsm_sim::SoftHsm;
-use custody_signer::{Backend, Hsm, KeyClass, KeyStore, Keyring, Pkcs11Config};
+use custody_signer::KeyClass;
 use serde_json::json;
 
 use super::{Sample, start_api};
@@ -59,16 +58,9 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
     if args.rate == 0 || args.seconds == 0 || args.users == 0 || args.block_time == 0 {
         bail!("--rate, --seconds, --users and --block-time must be at least 1");
     }
-    let dir = tempfile::tempdir().context("temporary directory")?;
-    let db_url =
-        args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let hsm = Hsm::connect(Pkcs11Config::new(softhsm.module(), softhsm.label(), softhsm.user_pin().clone())).await?;
-    let keyring = Keyring::open(Backend::Pkcs11(hsm), KeyStore::connect(&db_url).await?).await?;
     let block_time = Duration::from_secs(args.block_time);
-    let chain_config = LocalChainConfig { block_time: Some(block_time), ..Default::default() };
-    let (chain, deployment, _) = crate::devnet::provision(&keyring, chain_config).await?;
-    let deployment_file = dir.path().join("deployment.json");
-    std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
+    let super::ChainEnv { dir, db_url, keyring, chain, deployment_file, .. } =
+        super::ChainEnv::start(&softhsm, args.database_url.as_deref(), block_time).await?;
 
     // 1. Baseline: plain transactions from the HSM admin key, send → receipt.
     let admin = keyring.signer(KeyClass::Infra, "admin").await?;
@@ -92,7 +84,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
 
     // The API with the mirror worker, in this process.
     let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(dir.path())?;
-    let config = crate::devnet::api_config(
+    let mut config = crate::devnet::api_config(
         &softhsm,
         &db_url,
         Some(chain.rpc_url()),
@@ -100,6 +92,7 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
         jwt_public,
         "127.0.0.1:0".parse()?,
     );
+    config.bundler = None;
     let (url, http, api) = start_api(config, 256).await?;
     let app = crate::devnet_auth::token(&jwt_private, "bench-app", &["app"])?;
 

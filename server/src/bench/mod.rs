@@ -5,6 +5,7 @@
 //! The per-client rate limit is off in these environments (one client sends everything).
 
 mod activity;
+mod operations;
 mod paymaster;
 mod wallets;
 
@@ -23,6 +24,9 @@ pub(crate) enum BenchCommand {
     Activity(activity::ActivityArgs),
     /// ERC-7677 sponsorships over HTTP against the paymaster key's own signing rate.
     Paymaster(paymaster::PaymasterArgs),
+    /// Sponsored PTKN transfers of custodial wallets at a steady rate on a local chain, against the
+    /// bundler alone with operations signed outside the service.
+    Operations(operations::OperationsArgs),
 }
 
 /// A fresh token for the run, made before the runtime starts (SoftHSM reads
@@ -38,6 +42,38 @@ pub(crate) async fn run(cmd: BenchCommand, softhsm: SoftHsm) -> anyhow::Result<(
         BenchCommand::Wallets(args) => wallets::run(args, softhsm).await,
         BenchCommand::Activity(args) => activity::run(args, softhsm).await,
         BenchCommand::Paymaster(args) => paymaster::run(args, softhsm).await,
+        BenchCommand::Operations(args) => operations::run(args, softhsm).await,
+    }
+}
+
+/// A throw-away environment with a chain: a temporary directory, the database (a fresh SQLite file
+/// there unless `database_url` is given), the keyring on the bench token, a local chain with a block
+/// every `block_time`, and the contracts deployed for the HSM keys (as the devnet does), recorded in
+/// `deployment_file`.
+struct ChainEnv {
+    dir: tempfile::TempDir,
+    db_url: String,
+    keyring: custody_signer::Keyring,
+    chain: custody_contracts::test_utils::LocalChain,
+    deployment: custody_contracts::Deployment,
+    deployment_file: std::path::PathBuf,
+}
+
+impl ChainEnv {
+    async fn start(softhsm: &SoftHsm, database_url: Option<&str>, block_time: Duration) -> anyhow::Result<Self> {
+        use custody_signer::{Backend, Hsm, KeyStore, Keyring, Pkcs11Config};
+        let dir = tempfile::tempdir().context("temporary directory")?;
+        let db_url =
+            database_url.map_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()), str::to_owned);
+        let hsm =
+            Hsm::connect(Pkcs11Config::new(softhsm.module(), softhsm.label(), softhsm.user_pin().clone())).await?;
+        let keyring = Keyring::open(Backend::Pkcs11(hsm), KeyStore::connect(&db_url).await?).await?;
+        let chain_config =
+            custody_contracts::test_utils::LocalChainConfig { block_time: Some(block_time), ..Default::default() };
+        let (chain, deployment, _) = crate::devnet::provision(&keyring, chain_config).await?;
+        let deployment_file = dir.path().join("deployment.json");
+        std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
+        Ok(Self { dir, db_url, keyring, chain, deployment, deployment_file })
     }
 }
 
@@ -97,15 +133,14 @@ where
     Ok(Sample { latencies, wall: started.elapsed() })
 }
 
-/// Serves `config` in this process on a loopback port, with the per-client rate limit and the bundler
-/// off, and waits until it answers; returns its URL, a client keeping `idle` connections per host, and
-/// the server task (abort it when done).
+/// Serves `config` in this process on a loopback port, with the per-client rate limit off, and waits
+/// until it answers; returns its URL, a client keeping `idle` connections per host, and the server task
+/// (abort it when done).
 async fn start_api(
     mut config: crate::config::Config,
     idle: usize,
 ) -> anyhow::Result<(String, reqwest::Client, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     config.server.rate_limit = crate::config::RateLimitConfig { per_second: 0, burst: 0 };
-    config.bundler = None;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let api = tokio::spawn(crate::serve::serve_on(listener, config));

@@ -62,6 +62,7 @@ pub(super) async fn run(args: PaymasterArgs, softhsm: SoftHsm) -> anyhow::Result
     std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
     let mut config =
         crate::devnet::api_config(&softhsm, &db_url, None, &deployment_file, jwt_public, "127.0.0.1:0".parse()?);
+    config.bundler = None;
     let limit = |scope, max| custody_paymaster::Limit {
         scope,
         max_gas: None,

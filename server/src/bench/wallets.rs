@@ -75,8 +75,9 @@ pub(super) async fn run(args: WalletsArgs, softhsm: SoftHsm) -> anyhow::Result<(
         custody_contracts::DeployConfig::single_operator(alloy::primitives::Address::repeat_byte(1)).addresses();
     let deployment = custody_contracts::Deployment { chain_id: 1337, block: 0, contracts };
     std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
-    let config =
+    let mut config =
         crate::devnet::api_config(&softhsm, &db_url, None, &deployment_file, jwt_public, "127.0.0.1:0".parse()?);
+    config.bundler = None;
     let (url, http, api) = start_api(config, 64).await?;
 
     // 2. Wallet creation over HTTP.

@@ -3,14 +3,19 @@
 use std::collections::BTreeSet;
 
 /// Metrics that appear only once their event happens (a signature mismatch, an HSM reconnect, a task
-/// failure, a rate-limited client, a UserOperation through the bundler); for these the check is that the
-/// code records them under that name.
-const EVENT_ONLY: [&str; 5] = [
+/// failure, a rate-limited client, a UserOperation through the bundler, a sponsorship or its denial, a
+/// first anchored audit checkpoint); for these the check is that the code records them under that name.
+const EVENT_ONLY: [&str; 10] = [
     "custody_signature_mismatch_total",
     "custody_hsm_reconnects_total",
     "custody_task_failures_total",
     "custody_http_rate_limited_total",
     "custody_issuance_step_failures_total",
+    "custody_paymaster_sponsorships_total",
+    "custody_paymaster_denials_total",
+    "custody_paymaster_settled_total",
+    "custody_paymaster_released_total",
+    "custody_audit_checkpoint_seq",
 ];
 
 /// Every `custody_*` and `bundler_*` metric named in ops/prometheus/alerts.yml and ops/grafana/dashboards.
@@ -61,7 +66,7 @@ pub fn check_exported(exported: &str) {
 fn source_metric_names() -> BTreeSet<String> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut names = BTreeSet::new();
-    for krate in ["server", "bundler", "issuance", "signer", "accounts"] {
+    for krate in ["server", "bundler", "issuance", "signer", "accounts", "paymaster"] {
         let mut dirs = vec![std::path::PathBuf::from(format!("{root}/{krate}/src"))];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
