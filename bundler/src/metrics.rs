@@ -14,9 +14,11 @@ pub(crate) fn op_accepted(ep: EntryPointVersion) {
     metrics::counter!("bundler_ops_accepted_total", "entry_point" => ep.as_str()).increment(1);
 }
 
-pub(crate) fn op_rejected(ep: EntryPointVersion, code: RpcErrorCode) {
-    metrics::counter!("bundler_ops_rejected_total", "entry_point" => ep.as_str(), "code" => code.code().to_string())
-        .increment(1);
+/// A refusal, by JSON-RPC `code` and, for an ERC-7562 violation, its `rule` (`none` otherwise).
+pub(crate) fn op_rejected(ep: EntryPointVersion, code: RpcErrorCode, rule: Option<&str>) {
+    let rule = rule.unwrap_or("none").to_owned();
+    let labels = [("entry_point", ep.as_str().to_owned()), ("code", code.code().to_string()), ("rule", rule)];
+    metrics::counter!("bundler_ops_rejected_total", &labels).increment(1);
 }
 
 pub(crate) fn validation_time(ep: EntryPointVersion, took: Duration) {

@@ -205,7 +205,10 @@ impl Bundler {
         let result = self.admit(op, version).await;
         match &result {
             Ok(_) => metrics::op_accepted(version),
-            Err(e) => metrics::op_rejected(version, e.code),
+            Err(e) => {
+                let rule = e.data.as_ref().and_then(|d| d.get("rule")).and_then(|r| r.as_str());
+                metrics::op_rejected(version, e.code, rule);
+            }
         }
         result
     }

@@ -42,6 +42,16 @@ impl Store {
         row.try_get("n").map_err(Error::db("decode outbox count"))
     }
 
+    /// When the oldest activity still in the outbox was received (Unix milliseconds), if any is.
+    pub(crate) async fn outbox_oldest(&self) -> Result<Option<i64>, Error> {
+        sqlx::query_scalar(
+            "SELECT MIN(a.created_at) FROM issuance_outbox o JOIN issuance_activities a ON a.id = o.activity_id",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::db("oldest outbox entry"))
+    }
+
     /// The first `limit` outbox entries (sequence number and user), without claiming them.
     pub(crate) async fn peek_outbox(&self, limit: i64) -> Result<Vec<(i64, String)>, Error> {
         let rows = sqlx::query(

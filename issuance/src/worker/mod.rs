@@ -132,10 +132,14 @@ impl Worker {
         Ok(Progress { batched, signed, submitted, mined })
     }
 
-    /// Sets the outbox depth gauge: activities stored and not yet batched, after this pass's batch.
+    /// Sets the outbox gauges after this pass's batch: the activities stored and not yet batched, and
+    /// how long the oldest of them has waited (0 when there is none).
     async fn measure_outbox(&self) -> Result<(), Error> {
         let depth = self.store.outbox_depth().await?;
         metrics::gauge!("custody_issuance_outbox_depth").set(depth as f64);
+        let waited =
+            self.store.outbox_oldest().await?.map_or(0, |at| custody_db::now_millis().saturating_sub(at).max(0));
+        metrics::gauge!("custody_issuance_outbox_age_seconds").set(waited as f64 / 1000.0);
         Ok(())
     }
 }
