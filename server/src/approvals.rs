@@ -84,20 +84,33 @@ const COLUMNS: &str = "id, action, target, state, requested_by, requested_at, ex
 
 /// Records a request of `action` on `target` by officer `by`.
 pub(crate) async fn request(pool: &AnyPool, action: Action, target: &str, by: &str) -> Result<Approval, sqlx::Error> {
-    let (id, now) = (hex::encode(rand::random::<[u8; 16]>()), now_millis());
+    let now = now_millis();
+    let approval = Approval {
+        id: hex::encode(rand::random::<[u8; 16]>()),
+        action: action.as_str().to_owned(),
+        target: target.to_owned(),
+        state: "pending".to_owned(),
+        requested_by: by.to_owned(),
+        requested_at: now,
+        expires_at: now + EXPIRES_AFTER_MILLIS,
+        approved_by: None,
+        approved_at: None,
+        result: None,
+        finished_at: None,
+    };
     sqlx::query(
         "INSERT INTO approvals (id, action, target, state, requested_by, requested_at, expires_at) \
          VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
     )
-    .bind(&id)
-    .bind(action.as_str())
+    .bind(&approval.id)
+    .bind(&approval.action)
     .bind(target)
     .bind(by)
     .bind(now)
-    .bind(now + EXPIRES_AFTER_MILLIS)
+    .bind(approval.expires_at)
     .execute(pool)
     .await?;
-    Ok(get(pool, &id).await?.unwrap_or_else(|| unreachable!("inserted above")))
+    Ok(approval)
 }
 
 /// One request, with `expired` for a pending one past its time.

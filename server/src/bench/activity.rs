@@ -59,8 +59,9 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
         bail!("--rate, --seconds, --users and --block-time must be at least 1");
     }
     let block_time = Duration::from_secs(args.block_time);
-    let super::ChainEnv { dir, db_url, keyring, chain, deployment_file, .. } =
-        super::ChainEnv::start(&softhsm, args.database_url.as_deref(), block_time).await?;
+    let env = super::ChainEnv::start(&softhsm, args.database_url.as_deref(), block_time).await?;
+    let (mut config, jwt_private) = env.api_config(&softhsm)?;
+    let super::ChainEnv { dir: _dir, db_url, keyring, chain, .. } = env;
 
     // 1. Baseline: plain transactions from the HSM admin key, send → receipt.
     let admin = keyring.signer(KeyClass::Infra, "admin").await?;
@@ -83,15 +84,6 @@ pub(super) async fn run(args: ActivityArgs, softhsm: SoftHsm) -> anyhow::Result<
     drop(keyring);
 
     // The API with the mirror worker, in this process.
-    let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(dir.path())?;
-    let mut config = crate::devnet::api_config(
-        &softhsm,
-        &db_url,
-        Some(chain.rpc_url()),
-        &deployment_file,
-        jwt_public,
-        "127.0.0.1:0".parse()?,
-    );
     config.bundler = None;
     let (url, http, api) = start_api(config, 256).await?;
     let app = crate::devnet_auth::token(&jwt_private, "bench-app", &["app"])?;

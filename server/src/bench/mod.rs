@@ -75,6 +75,21 @@ impl ChainEnv {
         std::fs::write(&deployment_file, serde_json::to_string(&deployment)?)?;
         Ok(Self { dir, db_url, keyring, chain, deployment, deployment_file })
     }
+
+    /// The devnet's API configuration over this environment (its chain, database and deployment), with a
+    /// new ES256 token issuer; the issuer's private key signs the load generator's tokens.
+    fn api_config(&self, softhsm: &SoftHsm) -> anyhow::Result<(crate::config::Config, String)> {
+        let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(self.dir.path())?;
+        let config = crate::devnet::api_config(
+            softhsm,
+            &self.db_url,
+            Some(self.chain.rpc_url()),
+            &self.deployment_file,
+            jwt_public,
+            "127.0.0.1:0".parse()?,
+        );
+        Ok((config, jwt_private))
+    }
 }
 
 /// Latency samples and the wall time they took.

@@ -84,19 +84,10 @@ pub(super) async fn run(args: OperationsArgs, softhsm: SoftHsm) -> anyhow::Resul
         bail!("--wallets, --rate, --seconds, --baseline-seconds and --block-time must be at least 1");
     }
     let block_time = Duration::from_secs(args.block_time);
-    let super::ChainEnv { dir, db_url, keyring, chain, deployment, deployment_file } =
-        super::ChainEnv::start(&softhsm, args.database_url.as_deref(), block_time).await?;
+    let env = super::ChainEnv::start(&softhsm, args.database_url.as_deref(), block_time).await?;
+    let (mut config, jwt_private) = env.api_config(&softhsm)?;
+    let super::ChainEnv { dir: _dir, db_url, keyring, chain, deployment, .. } = env;
     drop(keyring);
-
-    let (jwt_private, jwt_public) = crate::devnet_auth::key_pair(dir.path())?;
-    let mut config = crate::devnet::api_config(
-        &softhsm,
-        &db_url,
-        Some(chain.rpc_url()),
-        &deployment_file,
-        jwt_public,
-        "127.0.0.1:0".parse()?,
-    );
     config.paymaster = Some(crate::devnet::paymaster_config());
     let (url, http, api) = start_api(config, 64).await?;
     let app = crate::devnet_auth::token(&jwt_private, "bench-app", &["app"])?;
