@@ -6,14 +6,15 @@
 //! time however many sponsorships its period holds.
 
 use alloy::primitives::{Address, B256, U256};
-use custody_contracts::EntryPointVersion;
+use custody_contracts::{EntryPointVersion, UserOperation};
 use custody_db::{Dialect, WriteGate, encode_address, encode_b256, now_millis};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::{
     Error,
     config::{PolicyConfig, Scope},
-    policy::Denial,
+    policies::{self, PolicyRecord},
+    policy::{self, Denial},
     usage::Counter,
 };
 
@@ -23,8 +24,6 @@ pub struct Budget {
     pool: AnyPool,
     gate: WriteGate,
     postgres: bool,
-    /// Each policy's counters, for settling and releasing its sponsorships.
-    counters: std::sync::Arc<std::collections::HashMap<String, Vec<Counter>>>,
 }
 
 /// A stored sponsorship, as a change of the counters needs it.
@@ -35,6 +34,15 @@ struct Reserved {
     max_gas: i64,
     /// Unix seconds.
     created: u64,
+    /// The counters it was counted in.
+    counters: Vec<Counter>,
+}
+
+/// A policy change made against a version that is no longer the stored one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stale {
+    /// The stored version (0: no such policy).
+    pub current: u64,
 }
 
 /// One sponsorship as officers list it.
@@ -68,67 +76,129 @@ pub fn sponsorship_id(version: EntryPointVersion, sender: Address, nonce: U256) 
 }
 
 impl Budget {
-    /// The book over `pool` (its tables migrated here); `policies` get their lock rows.
+    /// The book over `pool` (its tables migrated here), with the configuration's `policies` applied
+    /// ([`crate::policies`]).
     pub async fn open(pool: AnyPool, policies: &[PolicyConfig]) -> Result<Self, Error> {
         // One SQL for both dialects.
         custody_db::migrate(&pool, sqlx::migrate!("./migrations"), sqlx::migrate!("./migrations")).await?;
+        let budget = Self { gate: WriteGate::of(&pool), postgres: Dialect::of(&pool).is_postgres(), pool };
         for policy in policies {
-            sqlx::query("INSERT INTO paymaster_policies (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-                .bind(&policy.id)
-                .execute(&pool)
-                .await
-                .map_err(Error::db("policy row"))?;
+            // No base version: never stale.
+            budget.change(policy, policies::CONFIG, None).await?.map_err(|_| Error::Config("stale".to_owned()))?;
         }
-        let counters = policies.iter().map(|p| (p.id.clone(), Counter::of(p))).collect();
-        Ok(Self {
-            gate: WriteGate::of(&pool),
-            postgres: Dialect::of(&pool).is_postgres(),
-            pool,
-            counters: std::sync::Arc::new(counters),
-        })
+        Ok(budget)
     }
 
-    /// Reserves `gas` for sponsorship `id` of `sender` under `policy`, valid until `valid_until`; a
-    /// denial names the limit it would break.
-    pub async fn reserve(
+    /// Every policy, by id.
+    pub async fn policies(&self) -> Result<Vec<PolicyRecord>, Error> {
+        policies::all(&self.pool).await
+    }
+
+    /// Policy `id`.
+    pub async fn policy(&self, id: &str) -> Result<Option<PolicyRecord>, Error> {
+        let mut db = self.pool.begin().await.map_err(Error::db("begin read policy"))?;
+        policies::load(&mut db, id, false).await
+    }
+
+    /// Stores `policy` (validated) as changed by `by`, if its stored version is still `base` (0: it
+    /// does not exist yet; `None`: whatever it is). A counted limit it adds counts what its current
+    /// period already sponsored, in the same write.
+    pub async fn put_policy(
         &self,
         policy: &PolicyConfig,
+        by: &str,
+        base: Option<u64>,
+    ) -> Result<Result<PolicyRecord, Stale>, Error> {
+        if by == policies::CONFIG {
+            return Err(Error::Config(format!("{by:?} names the configuration, not an officer")));
+        }
+        self.change(policy, by, base).await
+    }
+
+    /// [`Self::put_policy`]; by [`policies::CONFIG`], only when the configuration's body is not the one
+    /// last applied from it.
+    async fn change(
+        &self,
+        policy: &PolicyConfig,
+        by: &str,
+        base: Option<u64>,
+    ) -> Result<Result<PolicyRecord, Stale>, Error> {
+        policy.validate()?;
+        let _turn = self.gate.turn().await;
+        let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin policy change"))?;
+        let old = policies::load(&mut db, &policy.id, self.postgres).await?;
+        let current = old.as_ref().map_or(0, |o| o.version);
+        if base.is_some_and(|b| b != current) {
+            return Ok(Err(Stale { current }));
+        }
+        if by == policies::CONFIG
+            && let Some(old) = &old
+            && policies::config_body(&mut db, &policy.id).await?.as_deref() == Some(policies::body(policy)?.as_str())
+        {
+            if old.policy != *policy {
+                tracing::info!(policy = %policy.id, "an officer changed this policy since the configuration's version");
+            }
+            return Ok(Ok(old.clone()));
+        }
+        if by == policies::CONFIG {
+            tracing::info!(policy = %policy.id, version = current + 1, "the configuration's version of the policy applies");
+        }
+        let before = old.as_ref().map(|o| Counter::of(&o.policy)).unwrap_or_default();
+        let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
+        for counter in Counter::of(policy).into_iter().filter(|c| !before.contains(c)) {
+            counter.recount(&mut db, &policy.id, now_secs).await?;
+        }
+        let record = policies::store(&mut db, policy, current + 1, by).await?;
+        db.commit().await.map_err(Error::db("commit policy change"))?;
+        Ok(Ok(record))
+    }
+
+    /// Reserves `gas` for operation `op` (sponsorship `key`) under policy `policy`, valid until
+    /// `valid_until`, after the policy's rules at `now` (unix seconds); a denial names the rule or the
+    /// limit it would break.
+    pub async fn reserve(
+        &self,
+        (policy, op, now): (&str, &UserOperation, u64),
         key: (&str, EntryPointVersion, Address, U256),
         gas: u64,
         valid_until: u64,
-    ) -> Result<Result<(), Denial>, Error> {
-        self.book(policy, key, gas, Some(valid_until)).await
+    ) -> Result<Result<String, Denial>, Error> {
+        self.book((policy, op, now), key, gas, Some(valid_until)).await
     }
 
-    /// Whether `gas` for sponsorship `id` would fit `policy`'s budgets now (nothing reserved).
+    /// Whether `op` passes `policy`'s rules at `now` and `gas` fits its budgets (nothing reserved).
     pub async fn check(
         &self,
-        policy: &PolicyConfig,
+        (policy, op, now): (&str, &UserOperation, u64),
         key: (&str, EntryPointVersion, Address, U256),
         gas: u64,
-    ) -> Result<Result<(), Denial>, Error> {
-        self.book(policy, key, gas, None).await
+    ) -> Result<Result<String, Denial>, Error> {
+        self.book((policy, op, now), key, gas, None).await
     }
 
-    /// Counts `policy`'s budgets and, with `reserve` (the signature's `validUntil`), reserves `gas`.
+    /// Checks the stored policy's rules and budgets and, with `reserve` (the signature's `validUntil`),
+    /// reserves `gas`. Answers the policy's id.
     async fn book(
         &self,
-        policy: &PolicyConfig,
+        (id_wanted, op, at): (&str, &UserOperation, u64),
         (id, version, sender, nonce): (&str, EntryPointVersion, Address, U256),
         gas: u64,
         reserve: Option<u64>,
-    ) -> Result<Result<(), Denial>, Error> {
+    ) -> Result<Result<String, Denial>, Error> {
         let _turn = self.gate.turn().await;
         let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin reserve"))?;
-        // Counted limits need the policy's lock, so two requests never both take the last of a budget;
-        // a policy without any has nothing to overspend.
-        let counted = policy.limits.iter().any(|l| l.scope != Scope::Operation);
-        if self.postgres && counted {
-            sqlx::query("SELECT id FROM paymaster_policies WHERE id = $1 FOR UPDATE")
-                .bind(&policy.id)
-                .fetch_optional(&mut *db)
-                .await
-                .map_err(Error::db("lock policy"))?;
+        let unknown = || Denial::new(id_wanted, "unknown_policy", format!("no policy {id_wanted:?}"));
+        let Some(mut record) = policies::load(&mut db, id_wanted, false).await? else { return Ok(Err(unknown())) };
+        // Counted limits need the policy's lock, so two requests never both take the last of a budget
+        // (read again under it: the version the write is made against); a policy without any has
+        // nothing to overspend.
+        if self.postgres && record.policy.limits.iter().any(|l| l.scope != Scope::Operation) {
+            let Some(locked) = policies::load(&mut db, id_wanted, true).await? else { return Ok(Err(unknown())) };
+            record = locked;
+        }
+        let policy = &record.policy;
+        if let Err(denial) = policy::check(policy, op, at) {
+            return Ok(Err(denial));
         }
         let now = now_millis();
         let now_secs = u64::try_from(now / 1000).unwrap_or(0);
@@ -144,6 +214,7 @@ impl Budget {
             if let Some(e) = &replaced
                 && e.policy == policy.id
                 && e.sender == sender
+                && e.counters.contains(&counter)
                 && limit.reset.period_start(e.created) == limit.reset.period_start(now_secs)
             {
                 count -= 1;
@@ -166,13 +237,14 @@ impl Budget {
                 return Ok(Err(Denial::new(&policy.id, rule, message)));
             }
         }
-        let Some(valid_until) = reserve else { return Ok(Ok(())) };
+        let Some(valid_until) = reserve else { return Ok(Ok(policy.id.clone())) };
         let stored = sqlx::query(
             "INSERT INTO paymaster_sponsorships (id, policy, entry_point, sender, nonce, max_gas, status, valid_until, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $8) \
+             created_at, updated_at, counters) VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $8, $9) \
              ON CONFLICT (id) DO UPDATE SET policy = excluded.policy, max_gas = excluded.max_gas, \
              status = 'reserved', valid_until = excluded.valid_until, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at WHERE paymaster_sponsorships.status <> 'settled'",
+             updated_at = excluded.updated_at, counters = excluded.counters \
+             WHERE paymaster_sponsorships.status <> 'settled'",
         )
         .bind(id)
         .bind(&policy.id)
@@ -182,6 +254,7 @@ impl Budget {
         .bind(i64::try_from(gas).unwrap_or(i64::MAX))
         .bind(i64::try_from(valid_until).unwrap_or(i64::MAX))
         .bind(now)
+        .bind(Counter::list(&Counter::of(policy)))
         .execute(&mut *db)
         .await
         .map_err(Error::db("reserve"))?;
@@ -196,7 +269,7 @@ impl Budget {
             counter.add(&mut db, &policy.id, sender, now_secs, (1, gas)).await?;
         }
         db.commit().await.map_err(Error::db("commit reserve"))?;
-        Ok(Ok(()))
+        Ok(Ok(policy.id.clone()))
     }
 
     /// Settles sponsorship `id` with the gas its operation used (also one released before its late
@@ -228,7 +301,7 @@ impl Budget {
     /// Adds `delta` (operations, gas) to the counters `row` was counted in (its policy's, in the period
     /// of its reservation).
     async fn count(&self, db: &mut Transaction<'static, Any>, row: &Reserved, delta: (i64, i64)) -> Result<(), Error> {
-        for counter in self.counters.get(&row.policy).into_iter().flatten() {
+        for counter in &row.counters {
             counter.add(db, &row.policy, row.sender, row.created, delta).await?;
         }
         Ok(())
@@ -325,12 +398,13 @@ impl Budget {
 
 /// The sponsorship `id` as the counters need it.
 async fn reserved(db: &mut Transaction<'static, Any>, id: &str) -> Result<Option<Reserved>, Error> {
-    let row =
-        sqlx::query("SELECT policy, sender, status, max_gas, created_at FROM paymaster_sponsorships WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **db)
-            .await
-            .map_err(Error::db("sponsorship"))?;
+    let row = sqlx::query(
+        "SELECT policy, sender, status, max_gas, created_at, counters FROM paymaster_sponsorships WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **db)
+    .await
+    .map_err(Error::db("sponsorship"))?;
     let Some(row) = row else { return Ok(None) };
     let text = |c: &'static str| row.try_get::<String, _>(c).map_err(|_| Error::Corrupt(c));
     let created: i64 = row.try_get("created_at").map_err(|_| Error::Corrupt("created_at"))?;
@@ -340,5 +414,6 @@ async fn reserved(db: &mut Transaction<'static, Any>, id: &str) -> Result<Option
         status: text("status")?,
         max_gas: row.try_get("max_gas").map_err(|_| Error::Corrupt("max_gas"))?,
         created: u64::try_from(created / 1000).unwrap_or(0),
+        counters: Counter::parse_list(&text("counters")?),
     }))
 }

@@ -65,20 +65,7 @@ impl PaymasterConfig {
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return fail("two policies share an id".to_owned());
         }
-        for policy in &self.policies {
-            if policy.id.is_empty() || policy.id.len() > 64 {
-                return fail("a policy id must be 1 to 64 characters".to_owned());
-            }
-            if let (Some(start), Some(end)) = (policy.not_before, policy.not_after)
-                && start >= end
-            {
-                return fail(format!("policy {}: not_before must be before not_after", policy.id));
-            }
-            if policy.limits.iter().any(|l| l.max_gas.is_none() && l.max_ops.is_none()) {
-                return fail(format!("policy {}: a limit needs max_gas or max_ops", policy.id));
-            }
-        }
-        Ok(())
+        self.policies.iter().try_for_each(PolicyConfig::validate)
     }
 
     /// The policy `id`.
@@ -88,47 +75,131 @@ impl PaymasterConfig {
 }
 
 /// What one policy sponsors. Empty lists do not restrict (an empty `targets` allows any target).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The policy id (a request's `context.policyId` names it).
+    /// The policy id (a request's `context.policyId` names it); over the API, the path's.
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$", read_only)]
     pub id: String,
     /// Contracts the account may call (`execute` / `executeBatch` targets); the account itself counts
     /// as a target (its own owner change) only when listed, like any other.
+    #[schema(value_type = Vec<custody_accounts::AddressText>, max_items = 32)]
     pub targets: Vec<Address>,
-    /// Function selectors the account may call on those targets.
+    /// Function selectors the account may call on those targets (`0x` and 8 hex digits).
+    #[schema(value_type = Vec<SelectorText>, max_items = 32)]
     pub selectors: Vec<FixedBytes<4>>,
     /// Only these senders (accounts), when not empty.
+    #[schema(value_type = Vec<custody_accounts::AddressText>, max_items = 100)]
     pub senders_allow: Vec<Address>,
     /// Never these senders.
+    #[schema(value_type = Vec<custody_accounts::AddressText>, max_items = 100)]
     pub senders_block: Vec<Address>,
     /// Unix seconds before which the policy sponsors nothing.
+    #[serde(deserialize_with = "whole")]
     pub not_before: Option<u64>,
     /// Unix seconds from which the policy sponsors nothing.
+    #[serde(deserialize_with = "whole")]
     pub not_after: Option<u64>,
     /// Gas and operation-count limits.
+    #[schema(max_items = 8)]
     pub limits: Vec<Limit>,
 }
 
+/// The most targets or selectors a policy lists (the API's schema says the same).
+pub const MAX_CALLS: usize = 32;
+/// The most senders a policy's allow or block list holds.
+pub const MAX_SENDERS: usize = 100;
+/// The most limits a policy has.
+pub const MAX_LIMITS: usize = 8;
+
+/// A function selector as text (`0x` and 8 hex digits).
+#[derive(Debug)]
+pub struct SelectorText;
+
+impl utoipa::PartialSchema for SelectorText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{ObjectBuilder, schema::Type};
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some("^0x[0-9a-fA-F]{8}$")).into()
+    }
+}
+
+impl utoipa::ToSchema for SelectorText {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Selector")
+    }
+}
+
+impl PolicyConfig {
+    /// Refuses a policy that cannot be enforced as written: a bad id, an empty time window, a limit
+    /// without a maximum, a list over its maximum ([`MAX_CALLS`], [`MAX_SENDERS`], [`MAX_LIMITS`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |m: String| Err(Error::Config(m));
+        let id_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if self.id.is_empty() || self.id.len() > 64 || !self.id.chars().all(id_ok) {
+            return fail("a policy id must be 1 to 64 letters, digits, '-', '_' or '.'".to_owned());
+        }
+        if let (Some(start), Some(end)) = (self.not_before, self.not_after)
+            && start >= end
+        {
+            return fail(format!("policy {}: not_before must be before not_after", self.id));
+        }
+        if self.limits.iter().any(|l| l.max_gas.is_none() && l.max_ops.is_none()) {
+            return fail(format!("policy {}: a limit needs max_gas or max_ops", self.id));
+        }
+        if self.limits.iter().any(|l| l.scope == Scope::Operation && l.max_ops.is_some()) {
+            return fail(format!("policy {}: an operation limit caps max_gas only", self.id));
+        }
+        let lists = [
+            ("targets", self.targets.len(), MAX_CALLS),
+            ("selectors", self.selectors.len(), MAX_CALLS),
+            ("senders_allow", self.senders_allow.len(), MAX_SENDERS),
+            ("senders_block", self.senders_block.len(), MAX_SENDERS),
+            ("limits", self.limits.len(), MAX_LIMITS),
+        ];
+        if let Some((name, _, max)) = lists.iter().find(|(_, n, max)| n > max) {
+            return fail(format!("policy {}: {name} holds more than {max} entries", self.id));
+        }
+        Ok(())
+    }
+}
+
 /// A budget: at most `max_gas` and `max_ops` within `scope`, counted since the last `reset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// Whose operations count together.
     pub scope: Scope,
     /// Most gas (an operation counts its gas limits while reserved, its gas used once settled).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_gas: Option<u64>,
     /// Most operations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_ops: Option<u64>,
     /// When the count starts again.
     #[serde(default)]
     pub reset: Reset,
 }
 
+/// An optional whole number that JSON may write as an integral float (`1e3`, `1000.0`: JSON Schema's
+/// integer); past `u64::MAX` it saturates.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(u64),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Whole(n)) => Ok(Some(n)),
+        // The cast saturates.
+        Some(Number::Float(f)) if f.fract() == 0.0 && f >= 0.0 => Ok(Some(f as u64)),
+        Some(Number::Float(f)) => Err(serde::de::Error::custom(format!("{f} is not a whole number"))),
+    }
+}
+
 /// Whose operations a [`Limit`] counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Every operation of the policy.
@@ -140,7 +211,7 @@ pub enum Scope {
 }
 
 /// When a [`Limit`]'s count starts again (UTC).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Reset {
     /// Never.

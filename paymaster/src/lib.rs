@@ -18,6 +18,7 @@
 pub mod budget;
 pub mod config;
 mod error;
+pub mod policies;
 pub mod policy;
 pub mod rpc;
 mod settle;
@@ -28,9 +29,10 @@ use custody_contracts::sponsorship::Sponsorship;
 use custody_contracts::{Deployment, EntryPointVersion, UserOperation};
 use custody_signer::EthSigner;
 
-pub use budget::{Budget, SponsorshipRow, sponsorship_id};
+pub use budget::{Budget, SponsorshipRow, Stale, sponsorship_id};
 pub use config::{Limit, PaymasterConfig, PolicyConfig, Reset, Scope};
 pub use error::Error;
+pub use policies::{PolicyRecord, raises};
 pub use policy::Denial;
 pub use settle::Settler;
 
@@ -155,11 +157,6 @@ impl Paymaster {
         self.paymasters.iter().find(|(v, _)| *v == version).map_or(Address::ZERO, |(_, a)| *a)
     }
 
-    fn policy(&self, id: Option<&str>) -> Result<&PolicyConfig, Denial> {
-        let id = id.unwrap_or(&self.config.default_policy);
-        self.config.policy(id).ok_or_else(|| Denial::new(id, "unknown_policy", format!("no policy {id:?}")))
-    }
-
     /// The operation with this paymaster's fields: the request's paymaster gas limits where it set
     /// them (a bundler's estimate), else the configured ones.
     fn with_paymaster(&self, op: &UserOperation, version: EntryPointVersion) -> (UserOperation, u64, u64) {
@@ -174,27 +171,24 @@ impl Paymaster {
         (op, verification, post_op)
     }
 
-    /// Checks everything but the budget's reservation; the verification gas limit within its maximum.
+    /// The operation with the paymaster's fields, the verification gas limit within its maximum.
     fn admit(
         &self,
         op: &UserOperation,
         version: EntryPointVersion,
-        policy: Option<&str>,
-        now: u64,
-    ) -> Result<(&PolicyConfig, UserOperation, u64, u64), Denial> {
-        let policy = self.policy(policy)?;
+        policy: &str,
+    ) -> Result<(UserOperation, u64, u64), Denial> {
         let (op, verification, post_op) = self.with_paymaster(op, version);
         if verification > self.config.max_verification_gas_limit {
             let max = self.config.max_verification_gas_limit;
-            return Err(Denial::new(&policy.id, "paymaster_gas", format!("paymasterVerificationGasLimit over {max}")));
+            return Err(Denial::new(policy, "paymaster_gas", format!("paymasterVerificationGasLimit over {max}")));
         }
-        policy::check(policy, &op, now)?;
-        Ok((policy, op, verification, post_op))
+        Ok((op, verification, post_op))
     }
 
-    /// The paymaster fields of `op` at `step`: the policy's rules, then for [`Step::Stub`] the budget
-    /// checked (without reserving) and the stub signature, for [`Step::Final`] the budget reserved and
-    /// the sponsorship signed in the HSM.
+    /// The paymaster fields of `op` at `step` under `policy` (the default one when `None`): the stored
+    /// policy's rules and budget, then for [`Step::Stub`] the stub signature (nothing reserved), for
+    /// [`Step::Final`] the budget reserved and the sponsorship signed in the HSM.
     pub async fn fields(
         &self,
         step: Step,
@@ -204,7 +198,8 @@ impl Paymaster {
         now: u64,
     ) -> Result<Result<Sponsored, Denial>, Error> {
         let signed = step == Step::Final;
-        let (policy, op, verification, post_op) = match self.admit(op, version, policy, now) {
+        let policy = policy.unwrap_or(&self.config.default_policy);
+        let (op, verification, post_op) = match self.admit(op, version, policy) {
             Ok(admitted) => admitted,
             Err(denial) => return Ok(Err(denial)),
         };
@@ -212,21 +207,24 @@ impl Paymaster {
         let id = sponsorship_id(version, op.sender, op.nonce);
         let key = (id.as_str(), version, op.sender, op.nonce);
         let booked = if signed {
-            self.budget.reserve(policy, key, op.max_gas(), sponsorship.valid_until).await?
+            self.budget.reserve((policy, &op, now), key, op.max_gas(), sponsorship.valid_until).await?
         } else {
-            self.budget.check(policy, key, op.max_gas()).await?
+            self.budget.check((policy, &op, now), key, op.max_gas()).await?
         };
-        if let Err(denial) = booked {
-            metrics::counter!("custody_paymaster_denials_total", "rule" => denial.rule).increment(1);
-            return Ok(Err(denial));
-        }
+        let policy = match booked {
+            Ok(policy) => policy,
+            Err(denial) => {
+                metrics::counter!("custody_paymaster_denials_total", "rule" => denial.rule).increment(1);
+                return Ok(Err(denial));
+            }
+        };
         if !signed {
             return Ok(Ok(self.answer(&sponsorship, &STUB_SIGNATURE)));
         }
         let packed = op.pack().map_err(|_| Error::Config("the operation does not pack".to_owned()))?;
         let digest = sponsorship.signing_digest(&packed, self.chain_id);
         let signature = self.signer.sign_digest(&digest).await?;
-        metrics::counter!("custody_paymaster_sponsorships_total", "policy" => policy.id.clone()).increment(1);
+        metrics::counter!("custody_paymaster_sponsorships_total", "policy" => policy).increment(1);
         Ok(Ok(self.answer(&sponsorship, &signature.as_bytes())))
     }
 

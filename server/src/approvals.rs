@@ -8,7 +8,10 @@
 //! One row per request in `approvals`. Approval is one conditional UPDATE (`state = 'pending'`, another
 //! officer, not expired), so two officers approving at once give one approval and one refusal. The
 //! operation then runs in the background; an approved row not yet finished (the service stopped midway)
-//! runs again at the next start, which every action here tolerates (KEK rotation resumes).
+//! runs again at the next start, which every action here tolerates (KEK rotation resumes; a policy
+//! change already stored is recognised).
+
+use std::sync::Arc;
 
 use custody_signer::Keyring;
 use serde::Serialize;
@@ -25,17 +28,43 @@ pub(crate) const EXPIRES_AFTER_MILLIS: i64 = 24 * 3600 * 1000;
 pub(crate) enum Action {
     /// A new KEK version, every wrapped key re-wrapped under it inside the HSM.
     KekRotate,
+    /// A paymaster policy change that raises or lifts a limit (payload: the policy and the version it
+    /// replaces).
+    PolicyChange,
 }
 
 impl Action {
+    const ALL: [Self; 2] = [Self::KekRotate, Self::PolicyChange];
+
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::KekRotate => "kek.rotate",
+            Self::PolicyChange => "policy.change",
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
-        (text == "kek.rotate").then_some(Self::KekRotate)
+        Self::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// What approved operations run with.
+#[derive(Clone, Debug)]
+pub(crate) struct Executor {
+    pub(crate) pool: AnyPool,
+    pub(crate) keyring: Keyring,
+    pub(crate) audit: Audit,
+    pub(crate) paymaster: Option<Arc<custody_paymaster::Paymaster>>,
+}
+
+impl Executor {
+    pub(crate) fn of(state: &crate::api::AppState) -> Self {
+        Self {
+            pool: state.pool.clone(),
+            keyring: state.keyring.clone(),
+            audit: state.audit.clone(),
+            paymaster: state.paymaster.clone(),
+        }
     }
 }
 
@@ -44,10 +73,14 @@ impl Action {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Approval {
     pub(crate) id: String,
-    /// `kek.rotate`.
+    /// `kek.rotate` or `policy.change`.
     pub(crate) action: String,
-    /// What it acts on (`kek`).
+    /// What it acts on (`kek`, `policy:<id>`).
     pub(crate) target: String,
+    /// What is asked for beyond the action (`policy.change`: `{policy, baseVersion, raises}`), for
+    /// the approving officer to read.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) payload: Option<Value>,
     /// `pending`, `expired`, `approved` (running), `executed` or `failed`.
     pub(crate) state: String,
     /// The requesting officer (`sub`).
@@ -79,16 +112,21 @@ pub(crate) enum Refusal {
     Database(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, action, target, state, requested_by, requested_at, expires_at, approved_by, approved_at, \
-                       result, finished_at";
+const COLUMNS: &str = "id, action, target, payload, state, requested_by, requested_at, expires_at, approved_by, \
+                       approved_at, result, finished_at";
 
-/// Records a request of `action` on `target` by officer `by`.
-pub(crate) async fn request(pool: &AnyPool, action: Action, target: &str, by: &str) -> Result<Approval, sqlx::Error> {
+/// Records a request of `action` on `target` (with `payload`) by officer `by`.
+pub(crate) async fn request(
+    pool: &AnyPool,
+    (action, target, payload): (Action, &str, Option<Value>),
+    by: &str,
+) -> Result<Approval, sqlx::Error> {
     let now = now_millis();
     let approval = Approval {
         id: hex::encode(rand::random::<[u8; 16]>()),
         action: action.as_str().to_owned(),
         target: target.to_owned(),
+        payload,
         state: "pending".to_owned(),
         requested_by: by.to_owned(),
         requested_at: now,
@@ -99,12 +137,13 @@ pub(crate) async fn request(pool: &AnyPool, action: Action, target: &str, by: &s
         finished_at: None,
     };
     sqlx::query(
-        "INSERT INTO approvals (id, action, target, state, requested_by, requested_at, expires_at) \
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+        "INSERT INTO approvals (id, action, target, payload, state, requested_by, requested_at, expires_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
     )
     .bind(&approval.id)
     .bind(&approval.action)
     .bind(target)
+    .bind(approval.payload.as_ref().map(Value::to_string))
     .bind(by)
     .bind(now)
     .bind(approval.expires_at)
@@ -162,20 +201,22 @@ pub(crate) async fn approve(pool: &AnyPool, id: &str, by: &str) -> Result<Approv
 }
 
 /// Runs an approved request and records its outcome (in `approvals` and the audit trail).
-pub(crate) async fn execute(pool: AnyPool, keyring: Keyring, audit: Audit, approval: Approval) {
+pub(crate) async fn execute(run: Executor, approval: Approval) {
+    let Executor { pool, keyring, audit, paymaster } = run;
+    let actor = format!("approval:{}+{}", approval.requested_by, approval.approved_by.as_deref().unwrap_or("?"));
     let outcome = match Action::parse(&approval.action) {
         Some(Action::KekRotate) => keyring
             .rotate_kek()
             .await
             .map(|(version, rewrapped)| json!({"kekVersion": version, "rewrapped": rewrapped}))
             .map_err(|e| e.to_string()),
+        Some(Action::PolicyChange) => change_policy(paymaster.as_deref(), approval.payload.as_ref(), &actor).await,
         None => Err(format!("unknown action {:?}", approval.action)),
     };
     let (state, result) = match &outcome {
         Ok(done) => ("executed", done.clone()),
         Err(why) => ("failed", json!({"error": why})),
     };
-    let actor = format!("approval:{}+{}", approval.requested_by, approval.approved_by.as_deref().unwrap_or("?"));
     let mut details = result.clone();
     details["approvalId"] = json!(approval.id);
     let details = details.to_string();
@@ -204,6 +245,33 @@ pub(crate) async fn execute(pool: AnyPool, keyring: Keyring, audit: Audit, appro
     }
 }
 
+/// Stores the approved policy if the policy is still at the version the request was made against (or
+/// was already stored by this approval, before a restart).
+async fn change_policy(
+    paymaster: Option<&custody_paymaster::Paymaster>,
+    payload: Option<&Value>,
+    actor: &str,
+) -> Result<Value, String> {
+    let paymaster = paymaster.ok_or("no [paymaster] here")?;
+    let payload = payload.ok_or("the request carries no policy")?;
+    let policy: custody_paymaster::PolicyConfig =
+        serde_json::from_value(payload["policy"].clone()).map_err(|e| format!("the requested policy: {e}"))?;
+    let base = payload["baseVersion"].as_u64().ok_or("the request carries no baseVersion")?;
+    let budget = paymaster.budget();
+    match budget.put_policy(&policy, actor, Some(base)).await.map_err(|e| e.to_string())? {
+        Ok(record) => Ok(json!({"policy": policy.id, "version": record.version})),
+        Err(stale) => match budget.policy(&policy.id).await.map_err(|e| e.to_string())? {
+            Some(stored) if stored.policy == policy && stored.updated_by == actor && stored.version == base + 1 => {
+                Ok(json!({"policy": policy.id, "version": stored.version}))
+            }
+            _ => Err(format!(
+                "the policy changed since the request (version {base}, now {}): request the change again",
+                stale.current
+            )),
+        },
+    }
+}
+
 /// Approved requests whose run did not finish (the service stopped midway): run them again.
 pub(crate) async fn unfinished(pool: &AnyPool) -> Result<Vec<Approval>, sqlx::Error> {
     let rows =
@@ -215,18 +283,21 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Approval, sqlx::Error> {
     let stored: String = row.try_get("state")?;
     let expires_at: i64 = row.try_get("expires_at")?;
     let state = if stored == "pending" && now_millis() > expires_at { "expired".to_owned() } else { stored };
+    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
     let result: Option<String> = row.try_get("result")?;
+    let payload: Option<String> = row.try_get("payload")?;
     Ok(Approval {
         id: row.try_get("id")?,
         action: row.try_get("action")?,
         target: row.try_get("target")?,
+        payload: json(payload),
         state,
         requested_by: row.try_get("requested_by")?,
         requested_at: row.try_get("requested_at")?,
         expires_at,
         approved_by: row.try_get("approved_by")?,
         approved_at: row.try_get("approved_at")?,
-        result: result.and_then(|r| serde_json::from_str(&r).ok()),
+        result: json(result),
         finished_at: row.try_get("finished_at")?,
     })
 }

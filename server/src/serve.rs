@@ -164,8 +164,7 @@ async fn spawn_audit_checkpoints(config: &Config, state: &AppState, tasks: &mut 
 async fn resume_approved(state: &AppState) -> anyhow::Result<()> {
     for approval in crate::approvals::unfinished(&state.pool).await? {
         tracing::warn!(approval = %approval.id, action = %approval.action, "resuming an approved operation");
-        let (pool, keyring, audit) = (state.pool.clone(), state.keyring.clone(), state.audit.clone());
-        tokio::spawn(crate::approvals::execute(pool, keyring, audit, approval));
+        tokio::spawn(crate::approvals::execute(crate::approvals::Executor::of(state), approval));
     }
     Ok(())
 }

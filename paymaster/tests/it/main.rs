@@ -354,3 +354,55 @@ async fn the_rpc_speaks_erc_7677() {
     assert_eq!(wrong_ep["error"]["code"], json!(-32602), "{wrong_ep}");
     assert_eq!(rpc(&pm, "pm_nope", json!([])).await["error"]["code"], json!(-32601));
 }
+
+/// Officers' changes bind the next request; a counted limit added mid-period counts what the period
+/// already sponsored, and the sponsorships it counted move it when released; a change against a stale
+/// version is refused; the configuration applies again only when it was edited.
+async fn policy_changes_bind_the_next_request(engine: Engine) {
+    let env = env(engine).await;
+    let version = EntryPointVersion::V08;
+    let pm = env.paymaster(config(policy(vec![]))).await;
+    let now = env.now().await;
+    let fresh = || env.op(version, random_address(), Bytes::new()).1;
+    for _ in 0..3 {
+        assert!(pm.fields(Step::Final, &fresh(), version, None, now).await.unwrap().is_ok());
+    }
+    let first = pm.budget().policy("default").await.unwrap().unwrap();
+    assert_eq!((first.version, first.updated_by.as_str()), (1, "config"));
+
+    let daily = Limit { scope: Scope::Global, max_gas: None, max_ops: Some(4), reset: Reset::Daily };
+    let limited = policy(vec![daily]);
+    let stale = pm.budget().put_policy(&limited, "officer:o", Some(0)).await.unwrap();
+    assert_eq!(stale, Err(custody_paymaster::Stale { current: 1 }));
+    assert!(pm.budget().put_policy(&limited, "config", None).await.is_err(), "only the configuration is `config`");
+    let invalid = policy(vec![Limit { max_ops: None, ..daily }]);
+    assert!(pm.budget().put_policy(&invalid, "officer:o", None).await.is_err());
+    let stored = pm.budget().put_policy(&limited, "officer:o", Some(1)).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.updated_by.as_str()), (2, "officer:o"));
+
+    // Today's three count: one more fits, the fifth does not.
+    assert!(pm.fields(Step::Final, &fresh(), version, None, now).await.unwrap().is_ok());
+    let fifth = fresh();
+    assert_eq!(pm.fields(Step::Final, &fifth, version, None, now).await.unwrap().unwrap_err().rule, "global_ops");
+    // The four expire unused: released from the counter, including the three counted into it later.
+    assert_eq!(pm.budget().release_expired(u64::MAX / 2).await.unwrap(), 4);
+    for _ in 0..4 {
+        assert!(pm.fields(Step::Final, &fresh(), version, None, now).await.unwrap().is_ok());
+    }
+    assert_eq!(pm.fields(Step::Final, &fifth, version, None, now).await.unwrap().unwrap_err().rule, "global_ops");
+
+    // The same configuration again keeps the officer's version; an edited one applies.
+    let again = env.paymaster(config(policy(vec![]))).await;
+    assert_eq!(again.budget().policy("default").await.unwrap().unwrap().version, 2);
+    assert_eq!(again.fields(Step::Stub, &fifth, version, None, now).await.unwrap().unwrap_err().rule, "global_ops");
+    let edited = PolicyConfig { senders_block: vec![fifth.sender], ..policy(vec![]) };
+    let edited_pm = env.paymaster(config(edited.clone())).await;
+    let record = edited_pm.budget().policy("default").await.unwrap().unwrap();
+    assert_eq!((record.version, record.updated_by.as_str(), &record.policy), (3, "config", &edited));
+    assert_eq!(
+        edited_pm.fields(Step::Stub, &fifth, version, None, now).await.unwrap().unwrap_err().rule,
+        "sender_blocked"
+    );
+}
+
+custody_db::on_each_engine!(policy_changes_bind_the_next_request: sqlite_policy_changes_bind_the_next_request, postgres_policy_changes_bind_the_next_request);

@@ -76,7 +76,7 @@ pub(super) async fn rotate_kek(
     let fp = idempotency::fingerprint("POST /v1/admin/kek/rotate", &json!({}));
     idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
         let approval =
-            approvals::request(&state.pool, Action::KekRotate, "kek", &caller.sub).await.map_err(database)?;
+            approvals::request(&state.pool, (Action::KekRotate, "kek", None), &caller.sub).await.map_err(database)?;
         let details = json!({"approvalId": approval.id, "action": approval.action});
         audit_with(&state, &caller, ("approval.request", "kek", "requested"), &headers, Some(&details)).await?;
         Ok((StatusCode::ACCEPTED, serde_json::to_value(&approval).map_err(|e| ApiError::internal(&e))?))
@@ -116,8 +116,7 @@ pub(super) async fn approve(
         let details = approved.as_ref().err().map(|e| json!({"reason": e.to_string()}));
         audit_with(&state, &caller, ("approval.approve", &target, outcome), &headers, details.as_ref()).await?;
         let approval = approved.map_err(refusal)?;
-        let (pool, keyring, audit) = (state.pool.clone(), state.keyring.clone(), state.audit.clone());
-        tokio::spawn(approvals::execute(pool, keyring, audit, approval.clone()));
+        tokio::spawn(approvals::execute(approvals::Executor::of(&state), approval.clone()));
         Ok((StatusCode::ACCEPTED, serde_json::to_value(&approval).map_err(|e| ApiError::internal(&e))?))
     })
     .await
@@ -169,7 +168,7 @@ pub(super) async fn get(
     found.map(Json).ok_or_else(|| refusal(Refusal::NotFound))
 }
 
-fn officer_or_auditor(caller: &Caller) -> Result<(), ApiError> {
+pub(super) fn officer_or_auditor(caller: &Caller) -> Result<(), ApiError> {
     caller.require(Role::Officer).or_else(|_| caller.require(Role::Auditor))
 }
 
@@ -184,6 +183,6 @@ fn refusal(e: Refusal) -> ApiError {
     }
 }
 
-fn database(e: sqlx::Error) -> ApiError {
+pub(super) fn database(e: sqlx::Error) -> ApiError {
     ApiError::unavailable(&e)
 }

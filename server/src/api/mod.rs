@@ -158,6 +158,8 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(signatures::sign))
         .routes(routes!(signatures::sign_own))
         .routes(routes!(paymaster::sponsorships))
+        .routes(routes!(paymaster::policies))
+        .routes(routes!(paymaster::policy, paymaster::put_policy))
         .routes(routes!(operations::prepare))
         .routes(routes!(operations::prepare_own))
         .routes(routes!(operations::submit))

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::service::{Service, token};
 
 /// Polls the approval until it left `approved`; its last state.
-async fn finished(s: &Service, id: &str, officer: &str) -> Value {
+pub(crate) async fn finished(s: &Service, id: &str, officer: &str) -> Value {
     for _ in 0..200 {
         let (status, body) = s.get(&format!("/v1/admin/approvals/{id}"), Some(officer)).await;
         assert_eq!(status, 200, "{body}");

@@ -88,6 +88,7 @@ async fn every_path_in_the_openapi_document_is_routed() {
             let req = match method.as_str() {
                 "get" => s.http.get(&url),
                 "post" => s.http.post(&url).json(&serde_json::json!({})),
+                "put" => s.http.put(&url).json(&serde_json::json!({})),
                 other => panic!("unexpected method {other} in {path}"),
             };
             let resp = req.send().await.unwrap();

@@ -17,6 +17,7 @@ mod keys_cli;
 mod operations;
 mod ops;
 mod paymaster;
+mod policies;
 mod replay;
 mod service;
 mod signatures;

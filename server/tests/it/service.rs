@@ -206,7 +206,16 @@ public_key_file = "{ed}"
     }
 
     pub async fn post(&self, path: &str, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.url)).bearer_auth(token).json(body);
+        self.send(self.http.post(format!("{}{path}", self.url)), token, key, body).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        self.send(self.http.put(format!("{}{path}", self.url)), token, key, body).await
+    }
+
+    /// `req` with `token`, `key` as its Idempotency-Key and `body`; the status and JSON answer.
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = req.bearer_auth(token).json(body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
