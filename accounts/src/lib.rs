@@ -29,4 +29,4 @@ mod wallets;
 pub use did::{Did, DidDocument, DidResolution, DocumentMetadata, ResolutionMetadata, VerificationMethod};
 pub use error::Error;
 pub use schema::{AddressText, DID_PATTERN, USER_ID_PATTERN, UserId};
-pub use wallets::{ChainContext, Custody, MAX_USER_ID_CHARS, Wallet, Wallets, validate_user_id};
+pub use wallets::{ChainContext, Custody, MAX_USER_ID_CHARS, Wallet, Wallets, checksummed, validate_user_id};

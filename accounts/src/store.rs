@@ -148,6 +148,29 @@ impl IdentityMap {
         Ok(())
     }
 
+    /// Points `user_id`'s wallet at its new owner `owner` (key `key_id`, version `version`) if it still
+    /// names key `from`: `true` if this call changed it.
+    pub(crate) async fn change_owner(
+        &self,
+        user_id: &str,
+        from: &str,
+        (owner, key_id, version): (Address, &str, i64),
+    ) -> Result<bool, Error> {
+        let result = sqlx::query(
+            "UPDATE identity_map SET owner = $1, owner_key_id = $2, owner_key_version = $3, deployed = 1 \
+             WHERE user_id = $4 AND state = 'ready' AND owner_key_id = $5",
+        )
+        .bind(encode_address(owner))
+        .bind(key_id)
+        .bind(version)
+        .bind(user_id)
+        .bind(from)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("change owner"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Records that the account at `address` has code on chain: `true` if a wallet has that address.
     pub(crate) async fn mark_deployed(&self, address: Address) -> Result<bool, Error> {
         let result = sqlx::query("UPDATE identity_map SET deployed = 1 WHERE address = $1 AND state = 'ready'")

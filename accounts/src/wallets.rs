@@ -120,7 +120,8 @@ pub struct Wallet {
     pub created_at: i64,
 }
 
-fn checksummed<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+/// Serializes `address` EIP-55 checksummed (`#[serde(serialize_with = "checksummed")]`).
+pub fn checksummed<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&address.to_checksum(None))
 }
 
@@ -247,6 +248,26 @@ impl Wallets {
             return Ok(None);
         }
         self.get(user_id).await
+    }
+
+    /// Records that `user_id`'s account changed its owner on-chain from the key `from` to `successor`
+    /// (an owner rotation, confirmed by its `OwnerChanged` event; the account is deployed by then).
+    /// Returns the wallet as it is now; `None` if it names neither key (nothing changed).
+    pub async fn owner_changed(
+        &self,
+        user_id: &str,
+        from: &str,
+        successor: &KeyRecord,
+    ) -> Result<Option<Wallet>, Error> {
+        validate_user_id(user_id)?;
+        let owner =
+            successor.address().ok_or_else(|| Error::OwnerKeyWithoutPublicKey { key_id: successor.id.clone() })?;
+        let changed = self.map.change_owner(user_id, from, (owner, &successor.id, successor.version)).await?;
+        let wallet = self.get(user_id).await?.filter(|w| w.owner_key_id == successor.id);
+        if changed && let Some(w) = &wallet {
+            info!(did = %w.did, owner = %owner, key_id = %successor.id, "wallet owner changed");
+        }
+        Ok(wallet)
     }
 
     /// Records that the account at `address` is deployed: `false` if no wallet has that address.

@@ -82,12 +82,16 @@ pub struct PolicyConfig {
     #[schema(max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$", read_only)]
     pub id: String,
     /// Contracts the account may call (`execute` / `executeBatch` targets); the account itself counts
-    /// as a target (its own owner change) only when listed, like any other.
+    /// as a target only when listed, like any other, or through `self_selectors`.
     #[schema(value_type = Vec<custody_accounts::AddressText>, max_items = 32)]
     pub targets: Vec<Address>,
     /// Function selectors the account may call on those targets (`0x` and 8 hex digits).
     #[schema(value_type = Vec<SelectorText>, max_items = 32)]
     pub selectors: Vec<FixedBytes<4>>,
+    /// Functions the account may call on itself whatever `targets` and `selectors` say: its own owner
+    /// change (`changeOwner`, `0xa6f9dae1`, as an officer's owner rotation sends it) or upgrade.
+    #[schema(value_type = Vec<SelectorText>, max_items = 32)]
+    pub self_selectors: Vec<FixedBytes<4>>,
     /// Only these senders (accounts), when not empty.
     #[schema(value_type = Vec<custody_accounts::AddressText>, max_items = 100)]
     pub senders_allow: Vec<Address>,
@@ -152,6 +156,7 @@ impl PolicyConfig {
         let lists = [
             ("targets", self.targets.len(), MAX_CALLS),
             ("selectors", self.selectors.len(), MAX_CALLS),
+            ("self_selectors", self.self_selectors.len(), MAX_CALLS),
             ("senders_allow", self.senders_allow.len(), MAX_SENDERS),
             ("senders_block", self.senders_block.len(), MAX_SENDERS),
             ("limits", self.limits.len(), MAX_LIMITS),

@@ -66,15 +66,16 @@ pub fn check(policy: &PolicyConfig, op: &UserOperation, now: u64) -> Result<(), 
             return deny("call_not_understood", "callData is not execute or executeBatch".to_owned());
         };
         for (target, data) in calls {
+            let selector = data.get(..4).map(FixedBytes::<4>::from_slice);
+            if target == op.sender && selector.is_some_and(|s| policy.self_selectors.contains(&s)) {
+                continue;
+            }
             if !policy.targets.is_empty() && !policy.targets.contains(&target) {
                 return deny("target_not_allowed", format!("calls to {target} are not sponsored"));
             }
-            if !policy.selectors.is_empty() {
-                let selector = data.get(..4).map(FixedBytes::<4>::from_slice);
-                if !selector.is_some_and(|s| policy.selectors.contains(&s)) {
-                    let shown = selector.map_or_else(|| "a plain transfer".to_owned(), |s| s.to_string());
-                    return deny("selector_not_allowed", format!("{shown} on {target} is not sponsored"));
-                }
+            if !policy.selectors.is_empty() && !selector.is_some_and(|s| policy.selectors.contains(&s)) {
+                let shown = selector.map_or_else(|| "a plain transfer".to_owned(), |s| s.to_string());
+                return deny("selector_not_allowed", format!("{shown} on {target} is not sponsored"));
             }
         }
     }

@@ -21,6 +21,7 @@ mod devnet;
 #[cfg(feature = "dev")]
 mod devnet_auth;
 mod operations;
+mod owner_rotation;
 mod serve;
 mod shutdown;
 mod tasks;

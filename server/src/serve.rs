@@ -266,6 +266,9 @@ pub(crate) async fn serve_on(listener: tokio::net::TcpListener, config: Config) 
     let state = Arc::new(state(&config, &mut tasks).await?);
     spawn_issuance(&config, &state, &mut tasks).await?;
     spawn_paymaster_settler(&state, &mut tasks);
+    if let Some(follower) = crate::owner_rotation::Follower::of(&state) {
+        tasks.spawn("owner-rotations", follower.run(Duration::from_secs(1), tasks.stopping()));
+    }
     spawn_audit_checkpoints(&config, &state, &mut tasks).await?;
     resume_approved(&state).await?;
     let limits = Limits {

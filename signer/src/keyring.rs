@@ -109,7 +109,35 @@ impl Keyring {
         if active {
             return Err(Error::KeyExists("user key".to_owned()));
         }
-        let mut record = active_record(KeyClass::User, user_id, version, None);
+        self.generate_user(user_id, version, KeyState::Active).await
+    }
+
+    /// Creates the successor of `user_id`'s owner key (owner rotation): the next version, made like
+    /// [`Self::create_user`]'s but stored `retired`, so that it signs nothing until
+    /// [`Self::promote_user`] makes it the active key, once the account's owner changed on-chain.
+    pub async fn create_user_successor(&self, user_id: &str) -> Result<KeyRecord, Error> {
+        let (version, _) = self.store.versions(KeyClass::User, user_id).await?;
+        self.generate_user(user_id, version, KeyState::Retired).await
+    }
+
+    /// Makes key `successor` the active owner key of its user and retires `previous` (an owner rotation
+    /// confirmed on-chain). Idempotent; between the two writes the newer version is the one that signs.
+    pub async fn promote_user(&self, successor: &str, previous: &str) -> Result<(), Error> {
+        for (id, state) in [(successor, KeyState::Active), (previous, KeyState::Retired)] {
+            let record = self.store.get(id).await?.ok_or_else(|| Error::KeyNotFound(id.to_owned()))?;
+            if record.class != KeyClass::User {
+                return Err(Error::WrongClass { key: id.to_owned(), class: record.class.as_str(), op: "promote" });
+            }
+            if record.state != state {
+                self.store.set_state(id, state).await?;
+            }
+        }
+        info!(key_id = %successor, previous = %previous, "user key promoted");
+        Ok(())
+    }
+
+    async fn generate_user(&self, user_id: &str, version: i64, state: KeyState) -> Result<KeyRecord, Error> {
+        let mut record = KeyRecord { state, ..active_record(KeyClass::User, user_id, version, None) };
         let id = record.id.clone();
         match &self.backend {
             Backend::Pkcs11(hsm) => {

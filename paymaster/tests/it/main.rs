@@ -213,6 +213,7 @@ async fn each_rule_refuses_what_it_should_with_its_name() {
         targets: vec![token],
         selectors: vec![selector],
         senders_block: vec![blocked.sender],
+        self_selectors: vec![FixedBytes::from([0xa6, 0xf9, 0xda, 0xe1])], // changeOwner(address)
         limits: vec![Limit { scope: Scope::Operation, max_gas: Some(800_000), max_ops: None, reset: Reset::Never }],
         ..policy(vec![])
     };
@@ -225,6 +226,13 @@ async fn each_rule_refuses_what_it_should_with_its_name() {
         pm.fields(Step::Stub, &env.op(version, token, transfer.clone()).1, version, None, now).await.unwrap().is_ok()
     );
     assert_eq!(rule(denied(&pm, version, &blocked, now).await), "sender_blocked");
+    // The account's own owner change passes on `self_selectors`; another call of itself does not.
+    let mut rotation = env.op(version, token, transfer.clone()).1;
+    rotation.call_data = account::change_owner(rotation.sender, random_address());
+    assert!(pm.fields(Step::Stub, &rotation, version, None, now).await.unwrap().is_ok());
+    let upgrade = account::execute(rotation.sender, U256::ZERO, Bytes::from(vec![0x4f, 0x1e, 0xf2, 0x86]));
+    let self_call = UserOperation { call_data: upgrade, ..rotation };
+    assert_eq!(rule(denied(&pm, version, &self_call, now).await), "target_not_allowed");
     let other = env.op(version, random_address(), transfer.clone()).1;
     assert_eq!(rule(denied(&pm, version, &other, now).await), "target_not_allowed");
     let approve = env.op(version, token, Bytes::from(vec![0x09, 0x5e, 0xa7, 0xb3])).1;

@@ -17,6 +17,7 @@ mod http_metrics;
 mod idempotency;
 mod keys;
 mod operations;
+mod owner_rotation;
 mod paymaster;
 pub(crate) mod rate_limit;
 mod signatures;
@@ -159,6 +160,8 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(signatures::sign_own))
         .routes(routes!(paymaster::sponsorships))
         .routes(routes!(paymaster::policies))
+        .routes(routes!(owner_rotation::rotate))
+        .routes(routes!(owner_rotation::rotations))
         .routes(routes!(paymaster::policy, paymaster::put_policy))
         .routes(routes!(operations::prepare))
         .routes(routes!(operations::prepare_own))

@@ -64,7 +64,8 @@ pub(super) fn accounts_error(e: AccountsError) -> ApiError {
     }
 }
 
-/// The wallet of `user_id` whose key the service holds: 404 without a wallet, 409 when it is not custodial.
+/// The wallet of `user_id` whose key the service holds: 404 without a wallet, 409 when it is not custodial
+/// or its owner key is being rotated.
 pub(super) async fn custodial(state: &AppState, user_id: &str) -> Result<Wallet, ApiError> {
     let wallet = state.wallets()?.get(user_id).await.map_err(accounts_error)?;
     let wallet = wallet.ok_or_else(|| ApiError::not_found("wallet_not_found", "no wallet for this user"))?;
@@ -73,6 +74,13 @@ pub(super) async fn custodial(state: &AppState, user_id: &str) -> Result<Wallet,
             StatusCode::CONFLICT,
             "not_custodial",
             "this wallet's key is not held by the service",
+        ));
+    }
+    if crate::owner_rotation::pending(&state.pool, user_id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "owner_rotation_pending",
+            "the wallet's owner key is being rotated; retry once the rotation is confirmed",
         ));
     }
     Ok(wallet)

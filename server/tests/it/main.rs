@@ -16,6 +16,7 @@ mod intake;
 mod keys_cli;
 mod operations;
 mod ops;
+mod owner_rotation;
 mod paymaster;
 mod policies;
 mod replay;

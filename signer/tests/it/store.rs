@@ -28,6 +28,20 @@ async fn round_trip(engine: Engine) {
     assert_eq!(v2.version, 2);
     assert_ne!(v2.address(), infra.address());
 
+    // An owner rotation's successor signs nothing until promoted; then it signs and the old key does not.
+    let successor = t.keyring.create_user_successor("user-1").await.unwrap();
+    assert_eq!((successor.version, successor.state), (2, KeyState::Retired));
+    assert_ne!(successor.address(), user.address());
+    assert!(t.keyring.signer_for(&successor).await.is_err(), "not before the owner changed on-chain");
+    assert_eq!(t.keyring.signer(KeyClass::User, "user-1").await.unwrap().address(), user.address().unwrap());
+    t.keyring.promote_user(&successor.id, &user.id).await.unwrap();
+    t.keyring.promote_user(&successor.id, &user.id).await.unwrap(); // idempotent
+    assert_eq!(t.keyring.signer(KeyClass::User, "user-1").await.unwrap().address(), successor.address().unwrap());
+    let old = t.keyring.store().get(&user.id).await.unwrap().unwrap();
+    assert_eq!(old.state, KeyState::Retired);
+    assert!(t.keyring.signer_for(&old).await.is_err());
+    assert!(t.keyring.promote_user(&infra.id, &user.id).await.is_err(), "user keys only");
+
     // Migrations are idempotent.
     t.keyring.store().migrate().await.unwrap();
 }
