@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Each operation takes a nonce key of its own (seq 0), so operations prepared together never replace
-//! each other in the mempool; the price is a fresh nonce slot (about 20,000 gas) per operation.
+//! each other in the mempool; the price is a fresh nonce slot (about 20,000 gas) per operation. An
+//! operation of a counterfactual account prepared while the account's deploying operation is with the
+//! bundler waits (up to [`DEPLOY_WAIT`]) for the deployment instead of carrying initCode again, which
+//! would fail at bundle time (AA10); past the wait it is refused (409 `deployment_pending`).
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
@@ -23,6 +26,10 @@ use crate::api::error::ApiError;
 
 /// How long a prepared operation may be submitted (or less, when its sponsorship ends sooner).
 const PREPARED_FOR_SECS: u64 = 300;
+
+/// How long a prepare waits for the account's deploying operation to land: three 2-second blocks, well
+/// inside the default 10-second request timeout.
+pub(crate) const DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Most calls in one operation.
 pub(crate) const MAX_CALLS: usize = 16;
@@ -85,7 +92,24 @@ pub(crate) async fn prepare(
     let version = chain.entry_point;
     let node = state.chain.as_ref().ok_or_else(|| unconfigured("operations need [chain] rpc_url"))?;
     let bundler = state.bundler.as_ref().ok_or_else(|| unconfigured("operations need [bundler]"))?;
-    let deployed = !node.get_code_at(sender).await.map_err(|e| ApiError::unavailable(&e))?.is_empty();
+    let has_code = || async {
+        Ok::<_, ApiError>(!node.get_code_at(sender).await.map_err(|e| ApiError::unavailable(&e))?.is_empty())
+    };
+    let mut deployed = has_code().await?;
+    if !deployed && deploying(state, bundler, user_id).await? {
+        let deadline = tokio::time::Instant::now() + DEPLOY_WAIT;
+        while !deployed && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            deployed = has_code().await?;
+        }
+        if !deployed {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "deployment_pending",
+                "the account's deploying operation is still pending; send this one once it is included",
+            ));
+        }
+    }
     let mut op = UserOperation {
         sender,
         nonce: U256::from_be_slice(&rand::random::<[u8; 24]>()) << 64,
@@ -124,6 +148,37 @@ pub(crate) async fn prepare(
     .await
     .map_err(|e| ApiError::internal(&e))?;
     Ok(Prepared { id, user_op: op_json, user_op_hash: hash, entry_point: version.address(), summary, expires_at })
+}
+
+/// Whether an operation of `user_id`'s that deploys the account (it carries initCode) is with the
+/// bundler, not yet included.
+async fn deploying(state: &AppState, bundler: &custody_bundler::Bundler, user_id: &str) -> Result<bool, ApiError> {
+    let since = crate::audit::now_millis() - i64::try_from(PREPARED_FOR_SECS * 2000).unwrap_or(i64::MAX);
+    let rows = sqlx::query(
+        "SELECT user_op, user_op_hash FROM operations_prepared WHERE user_id = $1 AND sent_at IS NOT NULL \
+         AND created_at > $2",
+    )
+    .bind(user_id)
+    .bind(since)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| ApiError::unavailable(&e))?;
+    for row in rows {
+        let op: Option<UserOperation> =
+            row.try_get::<String, _>("user_op").ok().and_then(|t| serde_json::from_str(&t).ok());
+        let hash: Option<B256> = row.try_get::<String, _>("user_op_hash").ok().and_then(|h| h.parse().ok());
+        let (Some(op), Some(hash)) = (op, hash) else { continue };
+        if op.factory.is_none() {
+            continue;
+        }
+        let found = bundler.user_operation(hash).await.map_err(|e| ApiError::unavailable(&e.message))?;
+        if found.is_some_and(|v| {
+            matches!(v.status, custody_bundler::OpStatus::Pending | custody_bundler::OpStatus::Submitted)
+        }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Which prepared operation to read.

@@ -161,6 +161,7 @@ pub(crate) fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .routes(routes!(paymaster::sponsorships))
         .routes(routes!(paymaster::policies))
         .routes(routes!(owner_rotation::rotate))
+        .routes(routes!(owner_rotation::rotate_many))
         .routes(routes!(owner_rotation::rotations))
         .routes(routes!(paymaster::policy, paymaster::put_policy))
         .routes(routes!(operations::prepare))

@@ -1,5 +1,6 @@
 //! Owner-key rotation over HTTP (role `officer`; audited): `POST /v1/admin/wallets/{user_id}/rotate-owner`
-//! starts one (202, followed to its end by the `owner-rotations` task), `GET
+//! starts one (202, followed to its end by the `owner-rotations` task), `POST
+//! /v1/admin/wallets/rotate-owner` starts one for each of a list of users, `GET
 //! /v1/admin/wallets/{user_id}/owner-rotations` (officer, auditor) shows where each is.
 
 use std::sync::Arc;
@@ -37,6 +38,45 @@ pub(super) struct RotateRequest {
     policy: Option<String>,
 }
 
+/// The most users one `POST /v1/admin/wallets/rotate-owner` rotates.
+const MAX_BATCH: usize = 50;
+
+/// How many of a batch's rotations are prepared and sent at once.
+const BATCH_CONCURRENCY: usize = 8;
+
+/// `POST /v1/admin/wallets/rotate-owner`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateManyRequest {
+    /// The users whose wallets rotate (1 to 50, no repeats).
+    #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 50)]
+    user_ids: Vec<String>,
+    /// As for one user.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    policy: Option<String>,
+}
+
+/// One user's outcome in a batch: the rotation started, or why not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RotateOutcome {
+    #[schema(value_type = UserId)]
+    user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation: Option<Rotation>,
+    /// `{code, message}` as the one-user route would answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    error: Option<serde_json::Value>,
+}
+
+/// A batch's outcomes, in the request's order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct RotateManyAnswer {
+    outcomes: Vec<RotateOutcome>,
+}
+
 /// A wallet's rotations, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct RotationsPage {
@@ -70,19 +110,80 @@ pub(super) async fn rotate(
         &json!({"user": user_id, "req": req}),
     );
     idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
-        let wallet = custodial(&state, &user_id).await?;
-        let target = wallet.did.to_string();
-        let started = owner_rotation::start(&state, &wallet, &caller.sub, req.policy.as_deref()).await;
-        let details = match &started {
-            Ok(r) => json!({"rotationId": r.id, "newOwner": r.new_owner, "userOpHash": r.user_op_hash}),
-            Err(e) => json!({"code": e.code, "message": e.message}),
-        };
-        let outcome = if started.is_ok() { "requested" } else { "refused" };
-        audit_with(&state, &caller, ("owner.rotate", &target, outcome), &headers, Some(&details)).await?;
-        let rotation = started?;
+        let rotation = rotate_one(&state, &caller, &headers, &user_id, req.policy.as_deref()).await?;
         Ok((StatusCode::ACCEPTED, serde_json::to_value(&rotation).map_err(|e| ApiError::internal(&e))?))
     })
     .await
+}
+
+/// `POST /v1/admin/wallets/rotate-owner` (officer).
+#[utoipa::path(
+    post, path = "/v1/admin/wallets/rotate-owner", tag = "officers", security(("bearer" = [])),
+    description = "Role officer. Rotates the owner keys of up to 50 wallets as the one-wallet route does, 8 at a \
+        time; answers each user's rotation or refusal in the request's order (200 even when some are refused).",
+    params(IdempotencyKey), request_body = RotateManyRequest,
+    responses((status = 200, description = "Each user's outcome.", body = RotateManyAnswer), Writes),
+)]
+pub(super) async fn rotate_many(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Json<RotateManyRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    caller.require(Role::Officer)?;
+    let key = idempotency::key(&headers)?;
+    let Json(req) = body?;
+    let mut unique = req.user_ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if req.user_ids.is_empty() || req.user_ids.len() > MAX_BATCH || unique.len() != req.user_ids.len() {
+        let why = format!("user_ids must list 1 to {MAX_BATCH} users, each once");
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_users", why));
+    }
+    let fp = idempotency::fingerprint("POST /v1/admin/wallets/rotate-owner", &json!(req));
+    idempotency::once(&state.pool, &caller.sub, &key, &fp, || async {
+        let (state, caller, headers, policy) = (&state, &caller, &headers, req.policy.as_deref());
+        let outcomes: Vec<RotateOutcome> = futures::stream::iter(req.user_ids.clone())
+            .map(|user_id| async move {
+                let started = rotate_one(state, caller, headers, &user_id, policy).await;
+                let (rotation, error) = match started {
+                    Ok(rotation) => (Some(rotation), None),
+                    // The trail refused the entry: the whole batch stops, as one rotation would.
+                    Err(e) if e.code == "unavailable" => return Err(e),
+                    Err(e) => (None, Some(json!({"code": e.code, "message": e.message}))),
+                };
+                Ok(RotateOutcome { user_id, rotation, error })
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let answer = RotateManyAnswer { outcomes };
+        Ok((StatusCode::OK, serde_json::to_value(&answer).map_err(|e| ApiError::internal(&e))?))
+    })
+    .await
+}
+
+/// Starts the rotation of `user_id`'s wallet (custodial) and audits the request or its refusal.
+async fn rotate_one(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    user_id: &str,
+    policy: Option<&str>,
+) -> Result<Rotation, ApiError> {
+    let wallet = custodial(state, user_id).await?;
+    let target = wallet.did.to_string();
+    let started = owner_rotation::start(state, &wallet, &caller.sub, policy).await;
+    let details = match &started {
+        Ok(r) => json!({"rotationId": r.id, "newOwner": r.new_owner, "userOpHash": r.user_op_hash}),
+        Err(e) => json!({"code": e.code, "message": e.message}),
+    };
+    let outcome = if started.is_ok() { "requested" } else { "refused" };
+    audit_with(state, caller, ("owner.rotate", &target, outcome), headers, Some(&details)).await?;
+    started
 }
 
 /// `GET /v1/admin/wallets/{user_id}/owner-rotations` (officer, auditor).

@@ -196,6 +196,18 @@ async fn custodial_wallets_prepare_sign_and_send_sponsored_operations() {
     assert_eq!(token.balanceOf(other).call().await.unwrap(), whole(4));
     assert_eq!(api.post("/wallet/tokens/transfer", &app, Some("ut-2"), own).await.0, 403, "the app uses its route");
 
+    // A counterfactual wallet's second operation, sent while its deploying one is still pending, waits
+    // for the deployment instead of carrying initCode again (which fails AA10 at bundle time).
+    assert_eq!(api.post("/v1/wallets", &app, Some("w-quick"), json!({"user_id": "op-quick"})).await.0, 201);
+    let one = json!({"calls": [{"to": recipient}]});
+    let (first_status, first) = api.post("/v1/wallets/op-quick/operations", &app, Some("q-1"), one.clone()).await;
+    let (second_status, second) = api.post("/v1/wallets/op-quick/operations", &app, Some("q-2"), one).await;
+    assert_eq!((first_status, second_status), (202, 202), "{first} {second}");
+    for sent in [first, second] {
+        let path = format!("/v1/wallets/op-quick/operations/{}", sent["userOpHash"].as_str().unwrap());
+        assert_eq!(api.included(&path, &app).await["success"], true, "{sent}");
+    }
+
     // Refused, nothing sent: another user's prepared operation, the wrong role, malformed calls, no key,
     // no wallet, an expired prepared operation.
     let (_, theirs) = api.post("/v1/wallets/op-user/operations/prepare", &app, None, calls.clone()).await;

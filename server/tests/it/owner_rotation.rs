@@ -2,7 +2,7 @@
 //! the account (still counterfactual) is deployed and its owner changed by one sponsored operation the
 //! old key signs; once the receipt shows OwnerChanged, the new key signs operations and ERC-1271
 //! signatures, the old key is retired, and the address and tokens stay. While it is pending the wallet's
-//! signing routes refuse; the wrong role and an unknown wallet are refused.
+//! signing routes refuse; the wrong role and an unknown wallet are refused; a list of users rotates each.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::ProviderBuilder;
@@ -94,6 +94,22 @@ async fn an_officer_rotates_the_owner_and_the_new_key_signs() {
     assert_eq!((status, &signed["erc6492"]), (200, &json!(false)), "{signed}");
     let signature: Bytes = signed["signature"].as_str().unwrap().parse().unwrap();
     assert_eq!(contract.isValidSignature(digest, signature).call().await.unwrap().0, MAGIC_1271);
+
+    // A list of users, each rotated as alone: one started, an unknown one refused; repeats are refused.
+    let many = "/v1/admin/wallets/rotate-owner";
+    let twice = json!({"user_ids": ["rot-user", "rot-user"]});
+    assert_eq!(api.post(many, &officer, Some("m-0"), twice).await.0, 422);
+    let (status, batch) = api.post(many, &officer, Some("m-1"), json!({"user_ids": ["rot-user", "nobody"]})).await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["outcomes"][0]["rotation"]["oldOwner"], rotation["newOwner"], "{batch}");
+    assert_eq!(batch["outcomes"][1]["error"]["code"], "wallet_not_found", "{batch}");
+    let third: Address = batch["outcomes"][0]["rotation"]["newOwner"].as_str().unwrap().parse().unwrap();
+    eventually("the second rotation", || async {
+        let (_, page) = api.get(list, &officer).await;
+        (page["rotations"][0]["state"] == "confirmed").then_some(())
+    })
+    .await;
+    assert_eq!(contract.owner().call().await.unwrap(), third);
 
     // Audited: requested and confirmed.
     let (_, trail) = api.get("/v1/admin/audit?limit=1000", &api.token("auditor")).await;
