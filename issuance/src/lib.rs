@@ -38,7 +38,7 @@ pub use error::Error;
 pub use indexer::Indexer;
 pub use merkle::{MerkleTree, activity_leaf, leaf_hash, verify};
 pub use plan::{IssuanceContracts, chain_batch_id};
-pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig};
+pub use rabbitmq::{ActivityConsumer, REASON_HEADER, RabbitMqConfig, Recorded, Recorder};
 pub use store::{
     ActivityCursor, ActivityQuery, ActivityStatus, ActivitySummary, ActivityView, IssuedItem, MirrorTotals,
     NewActivity, TrackRequest, Tracked,

@@ -6,9 +6,10 @@
 //! replay). A message that can never be stored (bad JSON, no message id, invalid activity, a key
 //! reused with other parameters) is published to the dead-letter queue with the reason in the
 //! `x-peruri-reason` header, confirmed by the broker, then acked. A database failure nacks the
-//! message back to the queue.
+//! message back to the queue. Each outcome is told to the consumer's [`Recorder`] (the service's audit
+//! trail) before the ack; a recorder that fails nacks the message too, so none is consumed unrecorded.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use lapin::{
@@ -54,7 +55,30 @@ fn default_prefetch() -> u16 {
 enum Outcome {
     Stored,
     DeadLetter(String),
-    Retry(Error),
+    Retry(String),
+}
+
+/// One message's outcome, as the recorder records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded<'a> {
+    /// The queue (the caller is `amqp:<queue>`).
+    pub queue: &'a str,
+    /// The message's `message_id` (its idempotency key), if it had one.
+    pub message_id: Option<&'a str>,
+    /// The activity type, if the body parsed.
+    pub kind: Option<&'a str>,
+    /// The stored activity's id; `None` when it was refused.
+    pub activity_id: Option<&'a str>,
+    /// Whether the activity had been stored before (a redelivery).
+    pub replay: bool,
+    /// Why it was dead-lettered.
+    pub refusal: Option<&'a str>,
+}
+
+/// Records what became of each message (the service: its audit trail).
+pub trait Recorder: Send + Sync + std::fmt::Debug {
+    /// Records `message`; an error nacks it back to the queue.
+    fn record<'a>(&'a self, message: Recorded<'a>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// Consumes `[issuance.rabbitmq]` into the mirror.
@@ -62,12 +86,20 @@ enum Outcome {
 pub struct ActivityConsumer {
     issuance: Issuance,
     config: RabbitMqConfig,
+    recorder: Option<Arc<dyn Recorder>>,
 }
 
 impl ActivityConsumer {
     /// A consumer of `config.queue` storing through `issuance`.
     pub fn new(issuance: &Issuance, config: RabbitMqConfig) -> Self {
-        Self { issuance: issuance.clone(), config }
+        Self { issuance: issuance.clone(), config, recorder: None }
+    }
+
+    /// With `recorder` told of every message's outcome.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Consumes until `shutdown` resolves, reconnecting after broker failures.
@@ -136,23 +168,47 @@ impl ActivityConsumer {
         Ok(())
     }
 
+    /// Stores the delivery's activity, then records what became of it.
     async fn store(&self, delivery: &Delivery) -> Outcome {
-        let Some(key) = delivery.properties.message_id().as_ref().map(|id| id.as_str()).filter(|id| !id.is_empty())
-        else {
-            return Outcome::DeadLetter("no message_id (the idempotency key)".to_owned());
+        let key = delivery.properties.message_id().as_ref().map(|id| id.as_str()).filter(|id| !id.is_empty());
+        let message = serde_json::from_slice::<TrackRequest>(&delivery.data);
+        let kind = message.as_ref().ok().map(|m| m.kind.clone());
+        let mut recorded = Recorded {
+            queue: &self.config.queue,
+            message_id: key,
+            kind: kind.as_deref(),
+            activity_id: None,
+            replay: false,
+            refusal: None,
         };
-        let message: TrackRequest = match serde_json::from_slice(&delivery.data) {
-            Ok(message) => message,
-            Err(e) => return Outcome::DeadLetter(format!("body is not an activity: {e}")),
+        let (outcome, tracked) = match (key, message) {
+            (None, _) => (Outcome::DeadLetter("no message_id (the idempotency key)".to_owned()), None),
+            (_, Err(e)) => (Outcome::DeadLetter(format!("body is not an activity: {e}")), None),
+            (Some(key), Ok(message)) => {
+                let caller = format!("amqp:{}", self.config.queue);
+                match self.issuance.track_request(&caller, key, message).await {
+                    Ok(tracked) => (Outcome::Stored, Some(tracked)),
+                    Err(
+                        e @ (Error::Invalid(_)
+                        | Error::OutOfRange(_)
+                        | Error::InvalidOccurredAt
+                        | Error::IdempotencyConflict),
+                    ) => (Outcome::DeadLetter(e.to_string()), None),
+                    Err(e) => return Outcome::Retry(e.to_string()),
+                }
+            }
         };
-        let caller = format!("amqp:{}", self.config.queue);
-        match self.issuance.track_request(&caller, key, message).await {
-            Ok(_) => Outcome::Stored,
-            Err(
-                e @ (Error::Invalid(_) | Error::OutOfRange(_) | Error::InvalidOccurredAt | Error::IdempotencyConflict),
-            ) => Outcome::DeadLetter(e.to_string()),
-            Err(e) => Outcome::Retry(e),
+        recorded.activity_id = tracked.as_ref().map(|t| t.id.as_str());
+        recorded.replay = tracked.as_ref().is_some_and(|t| !t.created);
+        if let Outcome::DeadLetter(reason) = &outcome {
+            recorded.refusal = Some(reason);
         }
+        if let Some(recorder) = &self.recorder
+            && let Err(e) = recorder.record(recorded).await
+        {
+            return Outcome::Retry(format!("recording the message: {e}"));
+        }
+        outcome
     }
 
     /// Publishes the message to the dead-letter queue with its reason; `true` once the broker confirms it.

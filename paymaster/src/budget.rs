@@ -368,6 +368,31 @@ impl Budget {
             .collect()
     }
 
+    /// Sets `custody_paymaster_budget_used_ratio` (the share used of each global limit in its current
+    /// period, from the running counters) for every policy; the settler calls it at each step, so a
+    /// reset shows without waiting for the next sponsorship.
+    pub(crate) async fn report_usage(&self) -> Result<(), Error> {
+        let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
+        let mut db = self.pool.begin().await.map_err(Error::db("begin usage report"))?;
+        for record in policies::all(&self.pool).await? {
+            for limit in record.policy.limits.iter().filter(|l| l.scope == Scope::Global) {
+                let counter = Counter { scope: limit.scope, reset: limit.reset };
+                let (ops, gas) = counter.read(&mut db, &record.policy.id, Address::ZERO, now_secs).await?;
+                let share = |n: i64, max: u64| if max == 0 { 1.0 } else { n.max(0) as f64 / max as f64 };
+                for (measure, used, max) in [("operations", ops, limit.max_ops), ("gas", gas, limit.max_gas)] {
+                    let Some(max) = max else { continue };
+                    let labels = [
+                        ("policy", record.policy.id.clone()),
+                        ("reset", counter.reset_name().to_owned()),
+                        ("measure", measure.to_owned()),
+                    ];
+                    metrics::gauge!("custody_paymaster_budget_used_ratio", &labels).set(share(used, max));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The block the settler reads from next (0 at first).
     pub(crate) async fn cursor(&self) -> Result<u64, Error> {
         let row = sqlx::query("SELECT next_block FROM paymaster_cursor WHERE id = 1")

@@ -44,6 +44,7 @@ impl Settler {
     /// Reads up to 2,000 blocks: settles what they include, releases what expired before the
     /// last of them. Returns the number of blocks read.
     pub async fn step(&self) -> Result<u64, Error> {
+        self.budget.report_usage().await?;
         let latest = self.provider.get_block_number().await.map_err(Error::rpc("eth_blockNumber"))?;
         let from = match self.budget.cursor().await? {
             0 => latest, // first start: no sponsorship is older than the service

@@ -42,6 +42,11 @@ impl Counter {
         (scope, subject, reset)
     }
 
+    /// The reset's name (`never`, `daily`, `weekly`, `monthly`).
+    pub(crate) fn reset_name(self) -> &'static str {
+        self.names(Address::ZERO).2
+    }
+
     /// `scope:reset`, as a sponsorship's `counters` lists it.
     pub(crate) fn tag(self) -> String {
         let (scope, _, reset) = self.names(Address::ZERO);

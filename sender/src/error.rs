@@ -35,6 +35,9 @@ pub enum Error {
     /// `id` was recorded before by another key, or prepared for another.
     #[error("send {0} was recorded or prepared for another key")]
     OtherKey(String),
+    /// The journal did not record a signed transaction (its broadcast waits for the next track).
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 impl Error {
@@ -55,6 +58,7 @@ impl Error {
             Self::Corrupt(_) => "corrupt_row",
             Self::OtherKey(_) => "other_key",
             Self::Concurrent(_) => "concurrent",
+            Self::Journal(_) => "journal",
         }
     }
 }

@@ -21,9 +21,11 @@
 //! either nothing (the nonce is given back by the rollback) or a transaction that `track` broadcasts.
 //! Several senders of one key (threads, processes on one PostgreSQL) take nonces from one row. The
 //! outcome of a send is delivered until the caller has taken it (`finish`), so a caller that dies
-//! between the two sees it again; callers' handlers are idempotent.
+//! between the two sees it again; callers' handlers are idempotent. Every signed transaction is told
+//! to the process's [`Journal`] (the service's audit trail) before its first broadcast.
 
 mod error;
+mod journal;
 mod record;
 mod send;
 mod track;
@@ -40,6 +42,7 @@ use sqlx::AnyPool;
 use tokio::sync::OnceCell;
 
 pub use error::Error;
+pub use journal::{Journal, Signed, set_journal};
 pub use send::{Prepared, Write};
 
 /// When a sent transaction counts as stuck, and what is done about it.

@@ -209,6 +209,19 @@ impl Sender {
         block: u64,
         key: &EthSigner,
     ) -> Result<(), Error> {
+        if attempt.sent.is_none() {
+            let cancel = attempt.kind == Kind::Cancel;
+            let signed = crate::journal::Signed {
+                id: &send.id,
+                context: &send.context,
+                from: send.from,
+                to: if cancel { send.from } else { send.to },
+                nonce: send.nonce,
+                hash: attempt.hash,
+                cancel,
+            };
+            crate::journal::tell(signed).await?;
+        }
         let message = match self.provider.send_raw_transaction(&attempt.raw).await {
             Ok(_) => None,
             Err(e) if e.is_error_resp() => Some(e.to_string()),

@@ -366,11 +366,13 @@ pub(crate) fn api_config(
 }
 
 /// The devnet's paymaster: the `paymaster` key, one policy `devnet` sponsoring any call of any account,
-/// at most 1,000 operations per sender and day.
+/// at most 1,000 operations per sender and day and 10^12 gas in all per month.
 pub(crate) fn paymaster_config() -> custody_paymaster::PaymasterConfig {
     use custody_paymaster::{Limit, PaymasterConfig, PolicyConfig, Reset, Scope};
     let daily = Limit { scope: Scope::Sender, max_gas: None, max_ops: Some(1_000), reset: Reset::Daily };
-    let policy = PolicyConfig { id: "devnet".to_owned(), limits: vec![daily], ..Default::default() };
+    let monthly =
+        Limit { scope: Scope::Global, max_gas: Some(1_000_000_000_000), max_ops: None, reset: Reset::Monthly };
+    let policy = PolicyConfig { id: "devnet".to_owned(), limits: vec![daily, monthly], ..Default::default() };
     PaymasterConfig { default_policy: policy.id.clone(), policies: vec![policy], ..Default::default() }
 }
 

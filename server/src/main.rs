@@ -8,6 +8,7 @@ mod api;
 mod approvals;
 mod audit;
 mod audit_checkpoint;
+mod audit_hooks;
 #[cfg(feature = "dev")]
 mod bench;
 mod bundler;

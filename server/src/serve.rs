@@ -28,6 +28,10 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
     let pool = connect_pool(&config.database.url).await?;
     crate::db::migrate(&pool).await?;
     crate::chain_identity::check(&pool, &config.chain).await?;
+    let audit = Audit::new(pool.clone());
+    // Every transaction this process signs is audited before it is broadcast (set before the bundler's
+    // builders start).
+    custody_sender::set_journal(Arc::new(audit.clone()));
     let keyring = crate::cli::keyring_on(config, KeyStore::from_pool(pool.clone())).await?;
     let metrics = PrometheusBuilder::new().install_recorder().ok();
     let wallets = match &config.chain.deployment_file {
@@ -67,7 +71,7 @@ pub(crate) async fn state(config: &Config, tasks: &mut Tasks) -> anyhow::Result<
         issuance,
         wallets,
         keyring,
-        audit: Audit::new(pool.clone()),
+        audit,
         pool,
         auth: auth(config)?,
         metrics,
@@ -89,7 +93,8 @@ pub(crate) fn provider(url: &str) -> anyhow::Result<alloy::providers::DynProvide
 async fn spawn_issuance(config: &Config, state: &AppState, tasks: &mut Tasks) -> anyhow::Result<()> {
     let section = &config.issuance;
     if let Some(rabbitmq) = &section.rabbitmq {
-        let consumer = custody_issuance::ActivityConsumer::new(&state.issuance, rabbitmq.clone());
+        let consumer = custody_issuance::ActivityConsumer::new(&state.issuance, rabbitmq.clone())
+            .with_recorder(Arc::new(state.audit.clone()));
         tasks.spawn("activity-consumer", consumer.run(tasks.stopping()));
     }
     let (true, Some(provider), Some(path), Some(wallets)) =

@@ -215,6 +215,12 @@ async fn devnet_tracks_confirms_mints_and_caches() {
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
+    // The devnet policy's monthly global gas budget, as the settler reads its counter.
+    let budget = metrics.lines().find(|l| l.starts_with("custody_paymaster_budget_used_ratio{"));
+    assert!(
+        budget.is_some_and(|l| l.contains("policy=\"devnet\"") && l.contains("measure=\"gas\"")),
+        "the budget gauge in\n{metrics}"
+    );
     // Every metric the alert rules and dashboards (ops/) name is exported.
     crate::ops::check_exported(&metrics);
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -35,7 +35,8 @@ async fn chain_down_is_degraded_and_intake_continues() {
     s.stop();
 }
 
-/// `[issuance.rabbitmq]`: a message on the queue is stored as an activity, once.
+/// `[issuance.rabbitmq]`: a message on the queue is stored as an activity, once; a malformed one is
+/// dead-lettered; both are audited under the queue's name.
 #[tokio::test]
 async fn rabbitmq_messages_are_tracked() {
     let tag = format!("{:016x}", rand_tag());
@@ -77,6 +78,29 @@ async fn rabbitmq_messages_are_tracked() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((stored, count().await), (1, 1), "stored once however often it is published");
+    // A message without its idempotency key is dead-lettered; both are in the audit trail, by the queue.
+    let properties = BasicProperties::default().with_delivery_mode(2);
+    channel
+        .basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), body.as_bytes(), properties)
+        .await
+        .unwrap();
+    let auditor = token("aud", &["auditor"]);
+    let actor = format!("amqp:{queue}");
+    let mut outcomes = Vec::new();
+    for _ in 0..50 {
+        let (_, page) = s.get("/v1/admin/audit?limit=1000", Some(&auditor)).await;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        outcomes = entries
+            .iter()
+            .filter(|e| e["actor"] == actor.as_str() && e["action"] == "activity.track")
+            .map(|e| e["outcome"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if outcomes.iter().any(|o| o == "refused") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(outcomes.iter().any(|o| o == "queued") && outcomes.iter().any(|o| o == "refused"), "{outcomes:?}");
     for q in [queue.clone(), format!("{queue}.dlq")] {
         let _ = channel.queue_delete(q.as_str().into(), Default::default()).await;
     }

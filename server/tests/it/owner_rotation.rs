@@ -87,7 +87,9 @@ async fn an_officer_rotates_the_owner_and_the_new_key_signs() {
     let (status, sent) = api.post("/v1/wallets/rot-user/tokens/transfer", &app, Some("t-1"), transfer).await;
     assert_eq!(status, 202, "{sent}");
     let op_path = format!("/v1/wallets/rot-user/operations/{}", sent["userOpHash"].as_str().unwrap());
-    assert_eq!(api.included(&op_path, &app).await["success"], true);
+    let included = api.included(&op_path, &app).await;
+    assert_eq!(included["success"], true, "{included}");
+    let bundle_tx = included["txHash"].as_str().unwrap().to_owned();
     assert_eq!(token.balanceOf(account).call().await.unwrap(), whole(7));
     let digest = B256::repeat_byte(0xab);
     let (status, signed) = api.post("/v1/wallets/rot-user/signatures", &app, None, json!({"hash": digest})).await;
@@ -121,5 +123,9 @@ async fn an_officer_rotates_the_owner_and_the_new_key_signs() {
         .map(|e| e["outcome"].clone())
         .collect();
     assert!(outcomes.contains(&json!("requested")) && outcomes.contains(&json!("confirmed")), "{outcomes:?}");
+    // The bundle transaction that carried the transfer was audited as signed before it was broadcast.
+    let signed = trail["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "tx.sign");
+    assert!(signed.clone().any(|e| e.to_string().contains(&bundle_tx)), "no tx.sign entry for {bundle_tx}");
+    assert!(signed.count() >= 3, "the mint's batch, the rotation's and the transfer's bundles at least");
     stop(child);
 }
