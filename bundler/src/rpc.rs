@@ -180,7 +180,12 @@ struct ReputationEntry {
 /// With `estimating`, the fields ERC-7769 makes optional for `eth_estimateUserOperationGas` (gas
 /// limits, fees, signature) default to zero and empty.
 fn user_operation(bundler: &Bundler, params: &Params, estimating: bool) -> Result<UserOperation, RpcError> {
-    let mut raw: Value = params.get(0, "UserOperation")?;
+    parse_user_operation(bundler, params.get(0, "UserOperation")?, estimating)
+}
+
+/// `raw` as an operation: EIP-7702 ones refused with the reason; for an estimate, the fields it may
+/// leave out filled.
+fn parse_user_operation(bundler: &Bundler, mut raw: Value, estimating: bool) -> Result<UserOperation, RpcError> {
     if estimating {
         with_estimation_defaults(&mut raw);
     }
@@ -268,6 +273,12 @@ async fn dispatch(bundler: &Bundler, method: &str, params: Params) -> Result<Val
         }
         "debug_bundler_clearState" => {
             bundler.clear_state().await?;
+            Ok(json!("ok"))
+        }
+        "debug_bundler_addUserOps" => {
+            let raw: Vec<Value> = params.get(0, "userOps")?;
+            let ops = raw.into_iter().map(|op| parse_user_operation(bundler, op, false)).collect::<Result<_, _>>()?;
+            bundler.add_user_ops(ops, params.optional(1, "entryPoint")?).await?;
             Ok(json!("ok"))
         }
         "debug_bundler_dumpMempool" => {

@@ -23,7 +23,7 @@ use crate::pool::{Mempool, Precheck};
 use crate::receipts::ReceiptCache;
 use crate::reputation::{Reputation, ReputationBook, ReputationStatus};
 use crate::store::{OpStatus, Store, StoredOp};
-use crate::validation::{RpcErrorCode, Validate, ValidationError};
+use crate::validation::{RpcErrorCode, Validate, ValidatedOp, ValidationError};
 
 /// One bundler key: its signer and the state of the task that sends with it.
 pub(crate) struct KeySlot {
@@ -211,6 +211,46 @@ impl Bundler {
             }
         }
         result
+    }
+
+    /// `debug_bundler_addUserOps`: puts `ops` in `entry_point`'s mempool (the first one served when
+    /// `None`) as if they had passed validation: hashed and prechecked (known ones and replacements as
+    /// `eth_sendUserOperation` treats them), entity limits and roles checked, not simulated, no entity
+    /// staked (ERC-7769's debug method, for tests that build a mempool by hand). Their hashes, in order.
+    pub async fn add_user_ops(
+        &self,
+        ops: Vec<UserOperation>,
+        entry_point: Option<Address>,
+    ) -> Result<Vec<B256>, ValidationError> {
+        let version = match entry_point {
+            Some(address) => self.entry_point(address)?,
+            None => *self.config.entry_points.first().ok_or_else(|| {
+                ValidationError::new(RpcErrorCode::InvalidParams, "this bundler serves no entry point")
+            })?,
+        };
+        let mut hashes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let packed = op.pack().map_err(|e| {
+                ValidationError::new(RpcErrorCode::InvalidParams, format!("invalid UserOperation: {e}"))
+            })?;
+            if packed.is_eip7702() {
+                return Err(self.eip7702_refusal());
+            }
+            let hash = packed.hash(version, version.address(), self.chain_id);
+            let replaces = match self.mempool.precheck(version, hash, &op).await? {
+                Precheck::Known => {
+                    hashes.push(hash);
+                    continue;
+                }
+                Precheck::New => None,
+                Precheck::Replaces(old) => Some(old),
+            };
+            let assumed = ValidatedOp::assumed(hash, version, &op);
+            self.mempool.admit(version, hash, op, assumed, replaces, None).await?;
+            hashes.push(hash);
+        }
+        metrics::mempool_size(version, self.store.pending_count(version).await?);
+        Ok(hashes)
     }
 
     /// The refusal of an EIP-7702 operation (an `eip7702Auth`, or the `0x7702` initCode marker): this

@@ -4,7 +4,7 @@
 //! bundle builder only see these types, so either side can change inside.
 
 use alloy_primitives::{Address, B256, U256};
-use custody_contracts::{EntryPointVersion, PackedUserOperation};
+use custody_contracts::{EntryPointVersion, PackedUserOperation, UserOperation};
 
 /// ERC-7769 JSON-RPC error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +123,33 @@ pub struct ValidatedOp {
     pub accessed_addresses: Vec<Address>,
     /// Gas used by validation (account + paymaster), for the builder's budget.
     pub validation_gas_used: u64,
+}
+
+impl ValidatedOp {
+    /// `op` taken as valid without a simulation (`debug_bundler_addUserOps`): no prefund, no time
+    /// range, no entity staked, nothing touched.
+    pub fn assumed(user_op_hash: B256, entry_point: EntryPointVersion, op: &UserOperation) -> Self {
+        let unstaked = |address: Address| StakeInfo { address, ..Default::default() };
+        let mut staked = vec![(Entity::Sender, false)];
+        staked.extend(op.factory.map(|_| (Entity::Factory, false)));
+        staked.extend(op.paymaster.map(|_| (Entity::Paymaster, false)));
+        Self {
+            user_op_hash,
+            entry_point,
+            block_number: 0,
+            prefund: U256::ZERO,
+            valid_after: 0,
+            valid_until: u64::MAX,
+            sender: unstaked(op.sender),
+            factory: op.factory.map(unstaked),
+            paymaster: op.paymaster.map(unstaked),
+            aggregator: None,
+            staked,
+            code_hashes: Vec::new(),
+            accessed_addresses: Vec::new(),
+            validation_gas_used: 0,
+        }
+    }
 }
 
 /// Simulates an operation's validation against the chain's current state.

@@ -254,3 +254,31 @@ async fn with_required_sponsorship_an_unsponsored_operation_is_refused() {
     assert_eq!(response["error"]["code"], RpcErrorCode::PaymasterRejected.code(), "another paymaster");
     assert_eq!(response["error"]["data"]["paymaster"], json!(other.paymaster), "ERC-7769: -32501 names the paymaster");
 }
+
+/// `debug_bundler_addUserOps` (ERC-7769): operations go into the mempool as if validated, with no
+/// simulation (an unsigned one too); hashes as `eth_sendUserOperation` computes them; a known one is not
+/// added twice; the unstaked-sender limit still applies; a malformed one is refused.
+#[tokio::test]
+async fn debug_add_user_ops_fills_the_mempool_without_validation() {
+    let env = env(Engine::Sqlite).await;
+    let bundler = env.bundler(BundlingMode::Manual).await;
+    let owner = env.owner.address();
+    let call = account::execute(random_address(), U256::ZERO, Bytes::new());
+    let signed = env.sign(V, env.peruri_op(V, owner, 0, call.clone()).await, &env.owner).await;
+    // Unsigned, from an account nobody deployed: simulation would refuse it.
+    let unsigned = UserOperation { sender: random_address(), factory: None, factory_data: None, ..signed.clone() };
+    let (_, message) = err(&bundler, "eth_sendUserOperation", json!([unsigned, V.address()])).await;
+    assert!(message.contains("AA20"), "sent normally it is simulated and refused: {message}");
+    let ops = json!([[signed, unsigned], V.address()]);
+    assert_eq!(ok(&bundler, "debug_bundler_addUserOps", ops.clone()).await, json!("ok"));
+    assert_eq!(ok(&bundler, "debug_bundler_addUserOps", ops).await, json!("ok"), "known ones are not added twice");
+    let pool = ok(&bundler, "debug_bundler_dumpMempool", json!([V.address()])).await;
+    assert_eq!(pool, json!([signed, unsigned]));
+    // The entry point is optional (the first one served); the same per-sender limit applies.
+    let more: Vec<UserOperation> =
+        (1..=4).map(|key| UserOperation { nonce: U256::from(key) << 64, ..unsigned.clone() }).collect();
+    let (code, message) = err(&bundler, "debug_bundler_addUserOps", json!([more])).await;
+    assert_eq!(code, RpcErrorCode::Banned.code(), "{message}");
+    let (code, _) = err(&bundler, "debug_bundler_addUserOps", json!([[{"sender": "0x12"}]])).await;
+    assert_eq!(code, RpcErrorCode::InvalidParams.code());
+}
