@@ -325,6 +325,9 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
                 let how = if inputs.scheme == CallScheme::CallCode { "CALLCODE" } else { "DELEGATECALL" };
                 self.violation(entity, "OP-054", format!("{how} into the {whose}'s code"));
             }
+            Some(entity) if inputs.target_address == sc => {
+                self.violation(entity, "OP-054", "call to the SenderCreator (only the EntryPoint calls it)");
+            }
             Some(entity) if inputs.target_address == self.parties.entry_point => {
                 let input = inputs.input.bytes(context);
                 let value = inputs.transfer_value().unwrap_or_default();

@@ -124,6 +124,18 @@ contract EntryPointCallAccount is RuleAccount {
     }
 }
 
+/// OP-054: a direct call to the SenderCreator (the EntryPoint's first CREATE), which only the EntryPoint
+/// may call: its frame is infrastructure, so what it ran would escape the rules.
+contract SenderCreatorCallAccount is RuleAccount {
+    function _probe(address) internal override {
+        address senderCreator = address(
+            uint160(uint256(keccak256(abi.encodePacked(bytes1(0xd6), bytes1(0x94), msg.sender, bytes1(0x01)))))
+        );
+        (bool ok,) = senderCreator.call(abi.encodeWithSignature("createSender(bytes)", bytes("")));
+        ok;
+    }
+}
+
 /// OP-054: the EntryPoint's code run in the account's own context (DELEGATECALL), where the tracer would
 /// otherwise take it for the EntryPoint itself.
 contract EntryPointDelegateAccount is RuleAccount {

@@ -51,6 +51,7 @@ async fn each_rule_rejects_its_contract_and_a_trusted_sender_passes() {
         ("EntryPointDelegateAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("EntryPointCallCodeAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("EntryPointCodeSizeAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
+        ("SenderCreatorCallAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-054"),
         ("ValueCallAccount", Helper::Store, RpcErrorCode::BannedOpcode, "OP-061"),
         ("BalanceAccount", Helper::Store, RpcErrorCode::StakeTooLow, "OP-080"),
         ("UnassociatedStorageAccount", Helper::Store, RpcErrorCode::StakeTooLow, "STO-033"),
