@@ -259,6 +259,9 @@ impl<CTX: ContextTr, INTR: InterpreterTypes> Inspector<CTX, INTR> for Tracer {
                 let name = opcode::OpCode::new(op).map_or("?", |o| o.as_str());
                 self.violation(entity, "OP-011", format!("banned opcode {name}"));
             }
+            op if opcode::OpCode::new(op).is_none() => {
+                self.violation(entity, "OP-013", format!("unassigned opcode 0x{op:02x}"));
+            }
             opcode::GAS => self.gas_pending = true,
             opcode::BALANCE | opcode::SELFBALANCE => self.balance_uses.push(entity),
             opcode::CREATE if !(entity == Entity::Sender && self.parties.factory.is_some()) => {

@@ -102,6 +102,15 @@ contract CodelessCallAccount is RuleAccount {
     }
 }
 
+/// OP-013: a call into code made of an unassigned opcode (the helper's), with little gas: the halt
+/// consumes what the call was given, not the account's validation gas.
+contract UnassignedOpcodeAccount is RuleAccount {
+    function _probe(address helper) internal override {
+        (bool ok,) = helper.call{gas: 1000}("");
+        ok;
+    }
+}
+
 /// OP-041: EXTCODESIZE of an address without code.
 contract ExtCodeAccount is RuleAccount {
     function _probe(address helper) internal view override {

@@ -14,6 +14,8 @@ enum Helper {
     None,
     Store,
     Codeless,
+    /// Code that is one unassigned opcode (0x0c).
+    Unassigned,
 }
 
 async fn helper(env: &Env, helper: Helper) -> Address {
@@ -21,6 +23,11 @@ async fn helper(env: &Env, helper: Helper) -> Address {
         Helper::None => Address::ZERO,
         Helper::Store => env.install("RuleStore").await,
         Helper::Codeless => random_address(),
+        Helper::Unassigned => {
+            let address = random_address();
+            env.chain.set_code(address, alloy::primitives::Bytes::from_static(&[0x0c])).await.expect("setCode");
+            address
+        }
     }
 }
 
@@ -43,6 +50,7 @@ async fn each_rule_rejects_its_contract_and_a_trusted_sender_passes() {
     let cases = [
         ("TimestampAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-011"),
         ("GasAccount", Helper::None, RpcErrorCode::BannedOpcode, "OP-012"),
+        ("UnassignedOpcodeAccount", Helper::Unassigned, RpcErrorCode::BannedOpcode, "OP-013"),
         ("OutOfGasAccount", Helper::Store, RpcErrorCode::BannedOpcode, "OP-020"),
         ("Create2Account", Helper::None, RpcErrorCode::BannedOpcode, "OP-031"),
         ("CodelessCallAccount", Helper::Codeless, RpcErrorCode::BannedOpcode, "OP-041"),
