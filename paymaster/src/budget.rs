@@ -24,6 +24,9 @@ pub struct Budget {
     pool: AnyPool,
     gate: WriteGate,
     postgres: bool,
+    /// Policies whose last read had counted limits: on PostgreSQL they are read under their row lock
+    /// at once (one round trip instead of two).
+    counted: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A stored sponsorship, as a change of the counters needs it.
@@ -81,7 +84,12 @@ impl Budget {
     pub async fn open(pool: AnyPool, policies: &[PolicyConfig]) -> Result<Self, Error> {
         // One SQL for both dialects.
         custody_db::migrate(&pool, sqlx::migrate!("./migrations"), sqlx::migrate!("./migrations")).await?;
-        let budget = Self { gate: WriteGate::of(&pool), postgres: Dialect::of(&pool).is_postgres(), pool };
+        let budget = Self {
+            gate: WriteGate::of(&pool),
+            postgres: Dialect::of(&pool).is_postgres(),
+            pool,
+            counted: std::sync::Arc::default(),
+        };
         for policy in policies {
             // No base version: never stale.
             budget.change(policy, policies::CONFIG, None).await?.map_err(|_| Error::Config("stale".to_owned()))?;
@@ -188,13 +196,28 @@ impl Budget {
         let _turn = self.gate.turn().await;
         let mut db = self.gate.begin(&self.pool).await.map_err(Error::db("begin reserve"))?;
         let unknown = || Denial::new(id_wanted, "unknown_policy", format!("no policy {id_wanted:?}"));
-        let Some(mut record) = policies::load(&mut db, id_wanted, false).await? else { return Ok(Err(unknown())) };
-        // Counted limits need the policy's lock, so two requests never both take the last of a budget
-        // (read again under it: the version the write is made against); a policy without any has
-        // nothing to overspend.
-        if self.postgres && record.policy.limits.iter().any(|l| l.scope != Scope::Operation) {
+        // Counted limits need the policy's lock on PostgreSQL, so two requests never both take the last
+        // of a budget (the policy read under it is the version the write is made against); a policy
+        // without any has nothing to overspend. A policy counted at its last read is locked at once.
+        let counted = |r: &PolicyRecord| r.policy.limits.iter().any(|l| l.scope != Scope::Operation);
+        let lock_first = self.postgres && self.counted.lock().is_ok_and(|c| c.contains(id_wanted));
+        let Some(mut record) = policies::load(&mut db, id_wanted, lock_first).await? else {
+            return Ok(Err(unknown()));
+        };
+        if self.postgres && !lock_first && counted(&record) {
             let Some(locked) = policies::load(&mut db, id_wanted, true).await? else { return Ok(Err(unknown())) };
             record = locked;
+        }
+        if self.postgres
+            && let Ok(mut known) = self.counted.lock()
+        {
+            if counted(&record) {
+                if !known.contains(&record.policy.id) {
+                    known.insert(record.policy.id.clone());
+                }
+            } else {
+                known.remove(&record.policy.id);
+            }
         }
         let policy = &record.policy;
         if let Err(denial) = policy::check(policy, op, at) {
