@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::audit::{Audit, Entry};
 
 /// What a hook's future answers.
-type Recorded<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+type Hooked<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// The most of a send's context (a bundle's operation hashes) kept in its entry.
 const MAX_CONTEXT: usize = 512;
@@ -22,7 +22,7 @@ impl Audit {
 }
 
 impl custody_sender::Journal for Audit {
-    fn signed<'a>(&'a self, tx: custody_sender::Signed<'a>) -> Recorded<'a> {
+    fn signed<'a>(&'a self, tx: custody_sender::Signed<'a>) -> Hooked<'a> {
         Box::pin(async move {
             let context: String = tx.context.chars().take(MAX_CONTEXT).collect();
             let details = json!({"id": tx.id, "to": tx.to, "nonce": tx.nonce, "txHash": tx.hash,
@@ -42,7 +42,7 @@ impl custody_sender::Journal for Audit {
 }
 
 impl custody_issuance::Recorder for Audit {
-    fn record<'a>(&'a self, message: custody_issuance::Recorded<'a>) -> Recorded<'a> {
+    fn record<'a>(&'a self, message: custody_issuance::Recorded<'a>) -> Hooked<'a> {
         Box::pin(async move {
             let actor = format!("amqp:{}", message.queue);
             let (target, outcome, details) = match (message.activity_id, message.refusal) {

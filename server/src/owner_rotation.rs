@@ -114,9 +114,13 @@ pub(crate) async fn start(
     .bind(rotation.created_at)
     .execute(&state.pool)
     .await;
-    if inserted.is_err() {
+    match inserted {
+        Ok(_) => {}
         // The one-open-rotation index: another request won the race.
-        return Err(conflict("owner_rotation_pending", "an owner rotation of this wallet is under way"));
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(conflict("owner_rotation_pending", "an owner rotation of this wallet is under way"));
+        }
+        Err(e) => return Err(ApiError::unavailable(&e)),
     }
     let change = Call {
         to: wallet.address,
